@@ -1,0 +1,230 @@
+//! Fernet tokens: the public spec, into caller-provided buffers.
+//!
+//! A token is `0x80 ‖ timestamp (u64 BE) ‖ IV (16) ‖ AES-128-CBC ciphertext ‖
+//! HMAC-SHA256 (32)`, written as padded base64url. The HMAC covers everything before it
+//! and is keyed with the first half of the 32-byte key; AES uses the second half.
+//!
+//! Nothing here allocates or reads a clock: the caller passes the timestamp to stamp and
+//! the time to judge a TTL against, and owns every buffer.
+//!
+//! ```
+//! use chat_core::fernet::{Key, TtlCheck, token_len};
+//!
+//! let key = Key::from_base64("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=")?;
+//! let mut token = [0u8; token_len(5)];
+//! let token = key.encrypt_with_iv(b"hello", 499_162_800, [7; 16], &mut token)?;
+//!
+//! let mut plain = [0u8; 16];
+//! let opened = key.decrypt(token.as_bytes(), TtlCheck::new(60, 499_162_830), &mut plain)?;
+//! assert_eq!(opened.plaintext, b"hello");
+//! assert_eq!(opened.timestamp, 499_162_800);
+//! # Ok::<(), chat_core::fernet::Error>(())
+//! ```
+
+mod base64;
+mod key;
+mod ring;
+
+pub use key::{KEY_TEXT_LEN, Key};
+pub use ring::{KeyRing, Rotated};
+
+use core::fmt;
+
+/// The only version byte the spec defines.
+pub const VERSION: u8 = 0x80;
+/// How far in the future a token's timestamp may be when a TTL is checked, as in every
+/// other Fernet implementation.
+pub const MAX_CLOCK_SKEW: u64 = 60;
+/// Size of the IV.
+pub const IV_LEN: usize = 16;
+
+const BLOCK_LEN: usize = 16;
+const HEADER_LEN: usize = 1 + 8 + IV_LEN;
+const MAC_LEN: usize = 32;
+/// Decoded bytes that are not ciphertext.
+const OVERHEAD: usize = HEADER_LEN + MAC_LEN;
+
+/// Ciphertext length for a message: PKCS#7 always adds 1 to 16 bytes.
+const fn padded_len(message_len: usize) -> usize {
+    (message_len / BLOCK_LEN).saturating_add(1).saturating_mul(BLOCK_LEN)
+}
+
+/// Decoded (binary) length of the token for a message of `message_len` bytes.
+const fn raw_len(message_len: usize) -> usize {
+    padded_len(message_len).saturating_add(OVERHEAD)
+}
+
+/// Exact length of the token text for a message of `message_len` bytes.
+///
+/// Saturates at `usize::MAX` for lengths no buffer could hold.
+pub const fn token_len(message_len: usize) -> usize {
+    base64::encoded_len(raw_len(message_len))
+}
+
+/// The longest message whose token fits in `token_buf_len` bytes, or `None` if not even
+/// an empty message does (the shortest token is 100 bytes).
+pub const fn max_message_len(token_buf_len: usize) -> Option<usize> {
+    let raw = token_buf_len / 4 * 3;
+    if raw < OVERHEAD + BLOCK_LEN {
+        return None;
+    }
+    Some((raw - OVERHEAD) / BLOCK_LEN * BLOCK_LEN - 1)
+}
+
+/// The size of output buffer [`Key::decrypt`] needs for a token of `token_len` bytes of
+/// text: the padded ciphertext length, at most 16 more than the plaintext. 0 if no valid
+/// token has that length.
+pub const fn plaintext_buf_len(token_len: usize) -> usize {
+    (token_len / 4 * 3).saturating_sub(OVERHEAD)
+}
+
+/// Why a token could not be made or opened.
+///
+/// Everything that would tell an attacker which check failed (format, version, MAC,
+/// padding, wrong key) is the single [`Error::InvalidToken`]. The time checks are
+/// separate because the timestamp is public anyway, and a user needs to tell an expired
+/// message from a forged one to fix a clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// Not a token made with this key.
+    InvalidToken,
+    /// The token is older than the TTL allows.
+    Expired,
+    /// The token's timestamp is more than [`MAX_CLOCK_SKEW`] seconds in the future.
+    FromTheFuture,
+    /// The output buffer is too small; see [`token_len`] and [`plaintext_buf_len`].
+    BufferTooSmall,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidToken => "invalid token",
+            Self::Expired => "token expired",
+            Self::FromTheFuture => "token timestamp is in the future (check the clocks)",
+            Self::BufferTooSmall => "buffer too small",
+        })
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<base64::Invalid> for Error {
+    fn from(_: base64::Invalid) -> Self {
+        Self::InvalidToken
+    }
+}
+
+/// A TTL to enforce when opening a token, judged at `now` (Unix seconds).
+///
+/// As in Python's `cryptography`: a token exactly `ttl` seconds old is still valid, and
+/// one stamped up to [`MAX_CLOCK_SKEW`] seconds ahead of `now` is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TtlCheck {
+    /// Largest accepted age in seconds.
+    pub ttl: u64,
+    /// The verifier's current time, Unix seconds.
+    pub now: u64,
+}
+
+impl TtlCheck {
+    /// A check of `ttl` seconds at time `now`, ready to pass to `decrypt`.
+    pub const fn new(ttl: u64, now: u64) -> Option<Self> {
+        Some(Self { ttl, now })
+    }
+
+    fn judge(self, timestamp: u64) -> Result<(), Error> {
+        if timestamp.saturating_add(self.ttl) < self.now {
+            Err(Error::Expired)
+        } else if self.now.saturating_add(MAX_CLOCK_SKEW) < timestamp {
+            Err(Error::FromTheFuture)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// An opened token: its plaintext (inside the caller's buffer) and its timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decrypted<'a> {
+    /// The message.
+    pub plaintext: &'a [u8],
+    /// When the token was made, Unix seconds, as its creator claimed.
+    pub timestamp: u64,
+}
+
+/// The fixed-size parts of a decoded token, kept apart from the ciphertext so the
+/// ciphertext can be decoded straight into the caller's buffer.
+struct Envelope {
+    header: [u8; HEADER_LEN],
+    mac: [u8; MAC_LEN],
+}
+
+impl Envelope {
+    fn timestamp(&self) -> u64 {
+        let [_, t @ .., _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _] = self.header;
+        u64::from_be_bytes(t)
+    }
+
+    fn iv(&self) -> [u8; IV_LEN] {
+        let [_, _, _, _, _, _, _, _, _, iv @ ..] = self.header;
+        iv
+    }
+
+    /// The checks that need no key, in the spec's order: version, then the TTL.
+    fn check(&self, ttl: Option<TtlCheck>) -> Result<(), Error> {
+        if self.header[0] != VERSION {
+            return Err(Error::InvalidToken);
+        }
+        match ttl {
+            Some(check) => check.judge(self.timestamp()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Length of the ciphertext in a token that decodes to `raw_len` bytes, if that is a
+/// length a token can have.
+fn ciphertext_len(raw_len: usize) -> Result<usize, Error> {
+    match raw_len.checked_sub(OVERHEAD) {
+        Some(len) if len >= BLOCK_LEN && len % BLOCK_LEN == 0 => Ok(len),
+        _ => Err(Error::InvalidToken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_helpers_agree() {
+        assert_eq!(token_len(0), 100);
+        assert_eq!(token_len(5), 100);
+        assert_eq!(token_len(15), 100);
+        assert_eq!(token_len(16), 120);
+        assert_eq!(max_message_len(99), None);
+        assert_eq!(max_message_len(100), Some(15));
+        for buf in 100..4000 {
+            let max = max_message_len(buf).unwrap();
+            assert!(token_len(max) <= buf, "{buf}");
+            assert!(token_len(max + 1) > buf, "{buf}");
+        }
+        for len in 0..2000 {
+            assert!(plaintext_buf_len(token_len(len)) > len);
+            assert!(plaintext_buf_len(token_len(len)) <= len + 16);
+        }
+        assert_eq!(token_len(usize::MAX), usize::MAX);
+        assert_eq!(plaintext_buf_len(0), 0);
+    }
+
+    #[test]
+    fn ttl_semantics_match_python() {
+        let check = |ttl, now, ts| TtlCheck { ttl, now }.judge(ts);
+        assert_eq!(check(60, 1060, 1000), Ok(()));
+        assert_eq!(check(60, 1061, 1000), Err(Error::Expired));
+        assert_eq!(check(60, 1000, 1060), Ok(()));
+        assert_eq!(check(60, 1000, 1061), Err(Error::FromTheFuture));
+        assert_eq!(check(u64::MAX, u64::MAX, 0), Ok(()));
+        assert_eq!(check(0, 0, u64::MAX), Err(Error::FromTheFuture));
+    }
+}

@@ -1,0 +1,1 @@
+//! Helpers for the end-to-end tests: building and running the real binaries.
