@@ -213,7 +213,10 @@ impl Key {
         cbc::Decryptor::<&Aes128Dec>::inner_iv_init(&self.decrypt, &envelope.iv().into())
             .decrypt_blocks(blocks);
         let pad = usize::from(*ciphertext.last().ok_or(Error::InvalidToken)?);
-        let len = ciphertext.len().checked_sub(pad).ok_or(Error::InvalidToken)?;
+        let len = ciphertext
+            .len()
+            .checked_sub(pad)
+            .ok_or(Error::InvalidToken)?;
         let (plaintext, padding) = ciphertext.split_at(len);
         if !(1..=BLOCK_LEN).contains(&pad) || padding.iter().any(|&b| usize::from(b) != pad) {
             return Err(Error::InvalidToken);
@@ -236,9 +239,7 @@ impl Key {
         let text_len = token_len(message_len);
         let raw_len = raw_len(message_len);
         let start = text_len.checked_sub(raw_len).ok_or(Error::BufferTooSmall)?;
-        let raw = out
-            .get_mut(start..text_len)
-            .ok_or(Error::BufferTooSmall)?;
+        let raw = out.get_mut(start..text_len).ok_or(Error::BufferTooSmall)?;
         let (header, body) = raw.split_at_mut(HEADER_LEN);
         let (ciphertext, tag) = body.split_at_mut(body.len().saturating_sub(MAC_LEN));
 
@@ -269,8 +270,8 @@ impl Key {
         mac.update(ciphertext);
         tag.copy_from_slice(&mac.finalize().into_bytes());
 
-        let written = base64::encode_tail_in_place(out, start, raw_len)
-            .ok_or(Error::BufferTooSmall)?;
+        let written =
+            base64::encode_tail_in_place(out, start, raw_len).ok_or(Error::BufferTooSmall)?;
         let text = out.get(..written).ok_or(Error::BufferTooSmall)?;
         core::str::from_utf8(text).map_err(|_| Error::BufferTooSmall)
     }
@@ -313,9 +314,7 @@ pub(super) fn decode<'o>(
     let text = Text::new(token)?;
     let ciphertext_len = ciphertext_len(text.decoded_len())?;
     let envelope = decode_envelope(&text, ciphertext_len)?;
-    let ciphertext = out
-        .get_mut(..ciphertext_len)
-        .ok_or(Error::BufferTooSmall)?;
+    let ciphertext = out.get_mut(..ciphertext_len).ok_or(Error::BufferTooSmall)?;
     text.decode_range(HEADER_LEN, ciphertext)?;
     Ok((envelope, ciphertext))
 }

@@ -18,14 +18,14 @@
 //! let opened = key.decrypt(token.as_bytes(), TtlCheck::new(60, 499_162_830), &mut plain)?;
 //! assert_eq!(opened.plaintext, b"hello");
 //! assert_eq!(opened.timestamp, 499_162_800);
-//! # Ok::<(), chat_core::fernet::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod base64;
 mod key;
 mod ring;
 
-pub use key::{KEY_TEXT_LEN, Key};
+pub use key::{InvalidKey, KEY_TEXT_LEN, Key};
 pub use ring::{KeyRing, Rotated};
 
 use core::fmt;
@@ -46,7 +46,9 @@ const OVERHEAD: usize = HEADER_LEN + MAC_LEN;
 
 /// Ciphertext length for a message: PKCS#7 always adds 1 to 16 bytes.
 const fn padded_len(message_len: usize) -> usize {
-    (message_len / BLOCK_LEN).saturating_add(1).saturating_mul(BLOCK_LEN)
+    (message_len / BLOCK_LEN)
+        .saturating_add(1)
+        .saturating_mul(BLOCK_LEN)
 }
 
 /// Decoded (binary) length of the token for a message of `message_len` bytes.
@@ -72,10 +74,11 @@ pub const fn max_message_len(token_buf_len: usize) -> Option<usize> {
 }
 
 /// The size of output buffer [`Key::decrypt`] needs for a token of `token_len` bytes of
-/// text: the padded ciphertext length, at most 16 more than the plaintext. 0 if no valid
-/// token has that length.
+/// text: exactly its padded ciphertext length, 1 to 16 more than the plaintext.
 pub const fn plaintext_buf_len(token_len: usize) -> usize {
-    (token_len / 4 * 3).saturating_sub(OVERHEAD)
+    // Padding removes at most two bytes from `len / 4 * 3`, and a ciphertext is whole
+    // blocks, so rounding down to a block gives the exact length for any valid token.
+    (token_len / 4 * 3).saturating_sub(OVERHEAD) / BLOCK_LEN * BLOCK_LEN
 }
 
 /// Why a token could not be made or opened.
@@ -210,8 +213,7 @@ mod tests {
             assert!(token_len(max + 1) > buf, "{buf}");
         }
         for len in 0..2000 {
-            assert!(plaintext_buf_len(token_len(len)) > len);
-            assert!(plaintext_buf_len(token_len(len)) <= len + 16);
+            assert_eq!(plaintext_buf_len(token_len(len)), padded_len(len));
         }
         assert_eq!(token_len(usize::MAX), usize::MAX);
         assert_eq!(plaintext_buf_len(0), 0);

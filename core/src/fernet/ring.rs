@@ -32,6 +32,10 @@ impl<const N: usize> KeyRing<N> {
     }
 
     /// Adds an older key to accept; gives it back if the ring is full.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the caller gets its key back, as heapless does"
+    )]
     pub fn push(&mut self, key: Key) -> Result<(), Key> {
         self.older.push(key)
     }
