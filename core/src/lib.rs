@@ -14,3 +14,6 @@
 )]
 
 pub mod fernet;
+pub mod session;
+pub mod time;
+pub mod wire;

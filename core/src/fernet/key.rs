@@ -320,7 +320,7 @@ pub(super) fn decode<'o>(
 }
 
 /// Decodes token text in place; the ciphertext stays in `buf`.
-fn decode_in_place(buf: &mut [u8]) -> Result<(Envelope, &mut [u8]), Error> {
+pub(super) fn decode_in_place(buf: &mut [u8]) -> Result<(Envelope, &mut [u8]), Error> {
     let raw_len = base64::decode_in_place(buf)?;
     let ciphertext_len = ciphertext_len(raw_len)?;
     let raw = buf.get_mut(..raw_len).ok_or(Error::InvalidToken)?;

@@ -136,7 +136,8 @@ impl TtlCheck {
         Some(Self { ttl, now })
     }
 
-    fn judge(self, timestamp: u64) -> Result<(), Error> {
+    /// Judges a token timestamp: [`Error::Expired`], [`Error::FromTheFuture`] or fine.
+    pub fn judge(self, timestamp: u64) -> Result<(), Error> {
         if timestamp.saturating_add(self.ttl) < self.now {
             Err(Error::Expired)
         } else if self.now.saturating_add(MAX_CLOCK_SKEW) < timestamp {

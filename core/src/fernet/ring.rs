@@ -1,6 +1,6 @@
 //! Several keys at once, like Python's `MultiFernet`: rotate keys without a flag day.
 
-use super::key::{Key, decode, message_offset};
+use super::key::{Key, decode, decode_in_place, message_offset};
 use super::{Decrypted, Error, IV_LEN, TtlCheck, token_len};
 use rand_core::CryptoRng;
 
@@ -83,6 +83,32 @@ impl<const N: usize> KeyRing<N> {
         let index = self.matching_key(|key| key.verify(&envelope, ciphertext))?;
         let key = self.keys().nth(index).ok_or(Error::InvalidToken)?;
         Ok((key.open(&envelope, ciphertext)?, index))
+    }
+
+    /// As [`decrypt`](Self::decrypt), opening the token text where it lies in `buf`.
+    pub fn decrypt_in_place<'b>(
+        &self,
+        buf: &'b mut [u8],
+        ttl: Option<TtlCheck>,
+    ) -> Result<(Decrypted<'b>, usize), Error> {
+        let (envelope, ciphertext) = decode_in_place(buf)?;
+        envelope.check(ttl)?;
+        let index = self.matching_key(|key| key.verify(&envelope, ciphertext))?;
+        let key = self.keys().nth(index).ok_or(Error::InvalidToken)?;
+        Ok((key.open(&envelope, ciphertext)?, index))
+    }
+
+    /// Encrypts the message in `buf[..message_len]` in place with the primary key; see
+    /// [`Key::encrypt_in_place`].
+    pub fn encrypt_in_place<'b, R: CryptoRng + ?Sized>(
+        &self,
+        buf: &'b mut [u8],
+        message_len: usize,
+        timestamp: u64,
+        rng: &mut R,
+    ) -> Result<&'b str, Error> {
+        self.primary
+            .encrypt_in_place(buf, message_len, timestamp, rng)
     }
 
     /// The token's timestamp once any key of the ring verifies it.
