@@ -1,1 +1,454 @@
-//! Helpers for the end-to-end tests: building and running the real binaries.
+//! Helpers for the end-to-end tests: building and running the real binaries, with time
+//! limits, and the Python `cryptography` oracle.
+//!
+//! - [`bin`] builds a workspace binary once per test process (`$CARGO build`) and returns
+//!   its path; [`host_chat`] is a ready [`Command`] for `host-chat`.
+//! - [`run`] runs a command with some standard input and a deadline.
+//! - [`TempDir`] is a scratch directory removed on drop.
+//! - [`python`] finds `python3` with `cryptography`, or skips (fails on CI);
+//!   [`Python::batch`] runs many Fernet operations in one Python process.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{self, BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long building a binary may take (a cold build on a slow machine).
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// How long one run of a binary may take by default.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The workspace root: the parent of this package.
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lies inside the workspace")
+}
+
+/// The path of binary `name` of the workspace package of the same name, built once per
+/// test process. See [`bin_of`].
+pub fn bin(name: &str) -> PathBuf {
+    bin_of(name, name)
+}
+
+/// The path of binary `name` of workspace package `package`, built once per test process
+/// with `$CARGO build -p package --bin name` (in the same profile and target directory
+/// as the running test when they can be told, honouring `CARGO_TARGET_DIR` otherwise).
+///
+/// The path is the one cargo reports for the artifact, so any target-dir layout works.
+/// Panics, with cargo's output, if the build fails or takes over [`BUILD_TIMEOUT`].
+pub fn bin_of(package: &str, name: &str) -> PathBuf {
+    type Built = HashMap<(String, String), Result<PathBuf, String>>;
+    static BUILT: OnceLock<Mutex<Built>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // A failed build is remembered too, so the other tests fail fast with its message.
+    let result = built
+        .entry((package.to_owned(), name.to_owned()))
+        .or_insert_with(|| build(package, name));
+    match result {
+        Ok(path) => path.clone(),
+        Err(why) => panic!("{why}"),
+    }
+}
+
+fn build(package: &str, name: &str) -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "--message-format=json-render-diagnostics",
+        "-p",
+        package,
+        "--bin",
+        name,
+    ]);
+    let layout = TestLayout::of_current_exe();
+    if let Some(layout) = &layout {
+        match layout.profile.as_str() {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        if std::env::var_os("CARGO_TARGET_DIR").is_none()
+            && let Some(dir) = &layout.target_dir
+        {
+            cmd.arg("--target-dir").arg(dir);
+        }
+    }
+    let started = Instant::now();
+    let out = run(&mut cmd, io::empty(), BUILD_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!(
+            "`cargo build -p {package} --bin {name}` failed ({}):\n{stderr}",
+            out.status
+        ));
+    }
+    let executable = out
+        .stdout
+        .as_slice()
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == name)
+        .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .last();
+    let path = executable.ok_or_else(|| {
+        format!("cargo built no executable for `{name}` of `{package}`:\n{stderr}")
+    })?;
+    if started.elapsed() > Duration::from_secs(5) {
+        eprintln!("built {} in {:.0?}", path.display(), started.elapsed());
+    }
+    Ok(path)
+}
+
+/// Where the running test binary lives: `<target>/<profile>/deps/<test>`.
+#[derive(Debug)]
+struct TestLayout {
+    profile: String,
+    /// The target directory, if it is recognisably one (cargo marks it with
+    /// `CACHEDIR.TAG`).
+    target_dir: Option<PathBuf>,
+}
+
+impl TestLayout {
+    fn of_current_exe() -> Option<Self> {
+        let exe = std::env::current_exe().ok()?;
+        let deps = exe.parent()?;
+        if deps.file_name()? != "deps" {
+            return None;
+        }
+        let profile_dir = deps.parent()?;
+        let profile = profile_dir.file_name()?.to_str()?.to_owned();
+        let target_dir = profile_dir
+            .parent()
+            .filter(|dir| dir.join("CACHEDIR.TAG").is_file())
+            .map(Path::to_owned);
+        Some(Self {
+            profile,
+            target_dir,
+        })
+    }
+}
+
+/// A [`Command`] for the `host-chat` binary, isolated from the caller's keys: no
+/// `HOST_CHAT_KEY`, and `HOME` / `XDG_CONFIG_HOME` pointing nowhere, so no default key
+/// file of the user's can be found.
+pub fn host_chat() -> Command {
+    let mut cmd = Command::new(bin("host-chat"));
+    let nowhere = std::env::temp_dir().join("e2e-tests-no-home");
+    cmd.env_remove("HOST_CHAT_KEY")
+        .env("HOME", &nowhere)
+        .env("XDG_CONFIG_HOME", &nowhere);
+    cmd
+}
+
+/// What a finished process left.
+#[derive(Debug)]
+pub struct Output {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it wrote on stdout.
+    pub stdout: Vec<u8>,
+    /// Everything it wrote on stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// The exit code (panics if a signal ended the process).
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {}", self.stderr_text()))
+    }
+
+    /// Stdout as text (panics if it is not UTF-8).
+    pub fn stdout_text(&self) -> &str {
+        std::str::from_utf8(&self.stdout).expect("stdout is UTF-8")
+    }
+
+    /// Stderr as text, lossily.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// Asserts success, showing stderr if not; returns self.
+    #[track_caller]
+    pub fn success(self) -> Self {
+        assert!(
+            self.status.success(),
+            "failed with {}: {}",
+            self.status,
+            self.stderr_text()
+        );
+        self
+    }
+
+    /// Asserts the failure contract of the CLI: exit code `code`, nothing on stdout, and
+    /// exactly one line on stderr, which it returns (without the newline).
+    #[track_caller]
+    pub fn failure(&self, code: i32) -> String {
+        let stderr = self.stderr_text();
+        assert_eq!(self.code(), code, "exit code; stderr: {stderr}");
+        assert!(
+            self.stdout.is_empty(),
+            "stdout should be empty, got {} bytes",
+            self.stdout.len()
+        );
+        assert!(
+            stderr.ends_with('\n') && stderr.matches('\n').count() == 1,
+            "stderr should be one line: {stderr:?}"
+        );
+        stderr.trim_end().to_owned()
+    }
+}
+
+/// Runs `cmd` with `stdin` as its standard input (written from another thread, so the
+/// input may be far bigger than a pipe; the process may stop reading early), collects
+/// its output, and kills it if it runs longer than `timeout` (then panics).
+pub fn run(cmd: &mut Command, stdin: impl Read + Send + 'static, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"));
+    let writer = {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        let mut stdin = stdin;
+        thread::spawn(move || {
+            // A process that stops reading early (say, on input too long) closes the
+            // pipe: that is its business, not a test failure.
+            let _ = io::copy(&mut stdin, &mut pipe);
+        })
+    };
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let status = wait(&mut child, timeout).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} took over {timeout:?}; killed");
+    });
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// Runs `cmd` with `stdin` bytes and the default [`RUN_TIMEOUT`].
+pub fn run_with(cmd: &mut Command, stdin: impl Into<Vec<u8>>) -> Output {
+    run(cmd, io::Cursor::new(stdin.into()), RUN_TIMEOUT)
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+fn wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A scratch directory, removed (with its contents) on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new empty directory under the system's temp dir; `label` helps find it.
+    pub fn new(label: &str) -> Self {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("e2e-tests-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("creating a temp dir");
+        Self(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `contents` to `name` inside it and returns the file's path.
+    pub fn file(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("writing a temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for reproducible test data.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..=max`.
+    pub fn up_to(&mut self, max: u64) -> u64 {
+        self.next_u64() % (max + 1)
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses lower- or upper-case hex (panics on anything else).
+pub fn unhex(text: &str) -> Vec<u8> {
+    assert!(text.len().is_multiple_of(2), "odd hex length");
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The current time, Unix seconds.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// A Python interpreter that has `cryptography`.
+#[derive(Debug, Clone)]
+pub struct Python {
+    exe: OsString,
+}
+
+/// The interpreter to use: `$PYTHON` if set, else `python3`.
+fn python_exe() -> OsString {
+    std::env::var_os("PYTHON")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into())
+}
+
+/// Python with `cryptography`, found once per process. Without it: when `$CI` is set and
+/// not empty, panics (the interop tests must run on CI); otherwise prints a "skipped"
+/// line on stderr and returns `None`, and the test should return.
+pub fn python() -> Option<Python> {
+    static FOUND: OnceLock<Result<Python, String>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let exe = python_exe();
+        let mut cmd = Command::new(&exe);
+        cmd.args(["-c", "import cryptography.fernet"]);
+        let status = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("{}: {err}", exe.to_string_lossy()))
+            .and_then(|mut child| {
+                wait(&mut child, Duration::from_secs(30))
+                    .ok_or_else(|| "python took over 30 s to start".to_owned())
+            })?;
+        if status.success() {
+            Ok(Python { exe })
+        } else {
+            Err(format!(
+                "{} cannot import cryptography",
+                exe.to_string_lossy()
+            ))
+        }
+    });
+    match found {
+        Ok(python) => Some(python.clone()),
+        Err(why) => {
+            let on_ci = std::env::var_os("CI").is_some_and(|ci| !ci.is_empty());
+            assert!(
+                !on_ci,
+                "python3 with `cryptography` is required on CI ({why}); \
+                 pip install cryptography, or set PYTHON to an interpreter that has it"
+            );
+            eprintln!("skipped: python3 with `cryptography` not found (pip install cryptography)");
+            None
+        }
+    }
+}
+
+impl Python {
+    /// Runs the Fernet operations `ops` (see `tests/python/fernet_oracle.py` for their
+    /// format) in one Python process and returns one result object per operation.
+    pub fn batch(&self, ops: &[Value]) -> Vec<Value> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/fernet_oracle.py");
+        let input = serde_json::to_vec(&ops).expect("ops serialize");
+        let out = run(
+            Command::new(&self.exe)
+                .arg(script)
+                .env("PYTHONDONTWRITEBYTECODE", "1"),
+            io::Cursor::new(input),
+            RUN_TIMEOUT,
+        );
+        assert!(
+            out.status.success(),
+            "the Python oracle failed ({}): {}",
+            out.status,
+            out.stderr_text()
+        );
+        let results: Vec<Value> =
+            serde_json::from_slice(&out.stdout).expect("the oracle answers a JSON list");
+        assert_eq!(results.len(), ops.len(), "one result per op");
+        results
+    }
+
+    /// Runs one operation.
+    pub fn one(&self, op: Value) -> Value {
+        self.batch(&[op]).remove(0)
+    }
+}

@@ -1,0 +1,61 @@
+//! `host-chat`: the host side of the encrypted UDP chat.
+//!
+//! The binary (`src/main.rs`) only calls [`main`]; everything else lives here so it can
+//! be tested. Modules:
+//!
+//! - [`cli`]: the command line (clap), one [`cli::Command`] variant per subcommand;
+//! - [`keys`]: where the keys come from and how they are parsed;
+//! - [`commands`]: the token tools (`keygen`, `encrypt`, `decrypt`, `rotate`);
+//! - [`error`]: failures and their exit status.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod keys;
+
+use crate::cli::{Cli, Command};
+use crate::commands::Io;
+use clap::Parser as _;
+use std::process::ExitCode;
+
+/// Runs one parsed command line.
+pub fn run(cli: &Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Keygen => commands::keygen(io),
+        Command::Encrypt => commands::encrypt(&load_keys(cli, io)?, io),
+        Command::Decrypt(args) => {
+            commands::decrypt(&load_keys(cli, io)?, args.ttl, args.verbose, io)
+        }
+        Command::Rotate(args) => commands::rotate(&load_keys(cli, io)?, args.verbose, io),
+    }
+}
+
+/// The keys for the token tools: `--key-file`, else `HOST_CHAT_KEY`; they have no
+/// default key file.
+fn load_keys(cli: &Cli, io: &mut Io<'_>) -> anyhow::Result<keys::Keys> {
+    let source = keys::resolve(cli.key_file.as_deref(), io.key_env.take(), None)?;
+    Ok(keys::load(&source)?)
+}
+
+/// The whole program: parses the arguments, runs the command on the real standard
+/// streams, and on failure prints one line on stderr and returns the exit status of
+/// [`error::exit_code`].
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let (mut stdin, mut stdout, mut stderr) = (stdin.lock(), stdout.lock(), stderr.lock());
+    let mut io = Io {
+        stdin: &mut stdin,
+        stdout: &mut stdout,
+        stderr: &mut stderr,
+        key_env: std::env::var_os(keys::ENV_VAR),
+        clock: &commands::system_clock,
+    };
+    match run(&cli, &mut io) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io.stderr, "host-chat: {err:#}");
+            ExitCode::from(error::exit_code(&err))
+        }
+    }
+}
