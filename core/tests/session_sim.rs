@@ -647,3 +647,37 @@ fn a_member_that_never_acknowledges_is_told_what_it_missed() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn leaving_lets_waiting_lines_reach_the_room_first() {
+    let mut sim = Sim::new(
+        11,
+        Faults {
+            loss: 0.3,
+            duplicate: 0.0,
+            jitter: 0,
+        },
+    );
+    for nick in ["ann", "bob"] {
+        let clock = sim.synced_clock();
+        sim.add_client(nick, clock);
+    }
+    sim.run_until(Duration::from_secs(30), |sim| {
+        sim.clients
+            .iter()
+            .flatten()
+            .all(|c| c.state() == ClientState::Joined)
+    });
+    sim.client(0).send("last words").unwrap();
+    let now = sim.now;
+    sim.client(0).leave(now);
+    assert!(sim.client(0).send("too late").is_err());
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(sim.client(0).state(), ClientState::Closed);
+    assert!(sim.chat_lines(1).contains(&"ann: last words".to_string()));
+    assert!(
+        sim.events[0]
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Closed))
+    );
+}

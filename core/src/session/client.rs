@@ -34,11 +34,14 @@ pub struct ClientConfig<'a> {
     pub max_rto: Duration,
     /// How long to wait for the server's goodbye after [`Client::leave`].
     pub leave_timeout: Duration,
+    /// How long [`Client::leave`] first lets unanswered lines reach the room.
+    pub drain_timeout: Duration,
 }
 
 impl<'a> ClientConfig<'a> {
     /// Defaults: 1232-byte datagrams, 60 s TTL, a ping every 5 s, the server lost after
-    /// 15 s of silence, "no answer" after 3 s, retransmissions from 300 ms to 4 s.
+    /// 15 s of silence, "no answer" after 3 s, retransmissions from 300 ms to 4 s, up to
+    /// 5 s on leaving for unanswered lines.
     pub const fn new(nick: &'a str, room: &'a str) -> Self {
         Self {
             nick,
@@ -51,6 +54,7 @@ impl<'a> ClientConfig<'a> {
             initial_rto: Duration::from_millis(300),
             max_rto: Duration::from_secs(4),
             leave_timeout: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -175,6 +179,7 @@ pub struct Client<
     initial_rto: Duration,
     max_rto: Duration,
     leave_timeout: Duration,
+    drain_timeout: Duration,
 
     clock: WallClock,
     state: ClientState,
@@ -189,6 +194,9 @@ pub struct Client<
     no_answer_told: bool,
     leave_deadline: Option<Instant>,
     leave_due: u8,
+    /// [`Client::leave`] was called while lines still waited: until this deadline they
+    /// get the chance to reach the room first.
+    draining_until: Option<Instant>,
 
     epoch: u64,
     next_seq: u64,
@@ -250,6 +258,7 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
             initial_rto: config.initial_rto,
             max_rto: config.max_rto,
             leave_timeout: config.leave_timeout,
+            drain_timeout: config.drain_timeout,
             clock,
             state,
             session,
@@ -261,6 +270,7 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
             no_answer_told: false,
             leave_deadline: None,
             leave_due: 0,
+            draining_until: None,
             epoch: 0,
             next_seq: 0,
             ack_due: false,
@@ -336,7 +346,9 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
     /// Queues a chat line; returns the id its [`ClientEvent::Delivered`] will carry.
     /// Lines may be sent before the server has answered the join: they go out after it.
     pub fn send(&mut self, text: &str) -> Result<u32, SendError> {
-        if matches!(self.state, ClientState::Leaving | ClientState::Closed) {
+        if matches!(self.state, ClientState::Leaving | ClientState::Closed)
+            || self.draining_until.is_some()
+        {
             return Err(SendError::Closed);
         }
         let max = self.max_text_len();
@@ -366,18 +378,28 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
         self.who_due = true;
     }
 
-    /// Says goodbye to the server. The session closes when it answers, or after a short
-    /// wait; lines still unanswered may not have reached the room.
+    /// Says goodbye to the server, once the lines still waiting for the server's answer
+    /// have had up to the drain timeout to get it. The session closes when the server
+    /// answers the goodbye, or after the leave timeout.
     pub fn leave(&mut self, now: Instant) {
         match self.state {
             ClientState::Joined | ClientState::Joining => {
-                self.state = ClientState::Leaving;
-                self.leave_due = 2;
-                self.leave_deadline = Some(now + self.leave_timeout);
+                if self.outbox.is_empty() {
+                    self.begin_leaving(now);
+                } else if self.draining_until.is_none() {
+                    self.draining_until = Some(now + self.drain_timeout);
+                }
             }
             ClientState::SyncingClock => self.close(),
             ClientState::Leaving | ClientState::Closed => {}
         }
+    }
+
+    fn begin_leaving(&mut self, now: Instant) {
+        self.draining_until = None;
+        self.state = ClientState::Leaving;
+        self.leave_due = 2;
+        self.leave_deadline = Some(now + self.leave_timeout);
     }
 
     fn close(&mut self) {
@@ -597,6 +619,9 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
         } else {
             Some(now + self.rto)
         };
+        if self.draining_until.is_some() && self.outbox.is_empty() {
+            self.begin_leaving(now);
+        }
         Ok(())
     }
 
@@ -639,6 +664,10 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
 
     /// Runs the timers that are due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.draining_until.is_some_and(|at| at <= now) {
+            // The server did not answer in time: those lines may not reach the room.
+            self.begin_leaving(now);
+        }
         match self.state {
             ClientState::SyncingClock | ClientState::Joining => {
                 if self.hello_deadline.is_some_and(|at| at <= now) {
@@ -688,11 +717,17 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
             ClientState::SyncingClock | ClientState::Joining => {
                 let no_answer =
                     (!self.no_answer_told).then(|| self.waiting_since + self.no_answer_after);
-                earliest(self.hello_deadline, no_answer)
+                earliest(
+                    earliest(self.hello_deadline, no_answer),
+                    self.draining_until,
+                )
             }
             ClientState::Joined => {
                 let lost = (!self.lost).then(|| self.last_heard + self.server_timeout);
-                earliest(earliest(self.rto_deadline, Some(self.next_ping)), lost)
+                earliest(
+                    earliest(self.rto_deadline, Some(self.next_ping)),
+                    earliest(lost, self.draining_until),
+                )
             }
             ClientState::Leaving => self.leave_deadline,
             ClientState::Closed => None,

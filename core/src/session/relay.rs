@@ -73,7 +73,8 @@ pub enum LeaveReason {
 }
 
 impl LeaveReason {
-    const fn as_str(self) -> &'static str {
+    /// How the room is told: "left", "timed out", "reconnected".
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Left => "left",
             Self::TimedOut => "timed out",
