@@ -12,6 +12,11 @@ Keys:
                       ignored. Keep the file private (mode 600).
     HOST_CHAT_KEY     one or more keys separated by commas or spaces, primary first.
 
+Chat:
+  host-chat demo                          # a server and a client on this machine
+  host-chat server                        # on one machine (port 12345)
+  host-chat client 192.168.1.20:12345     # on the others, with the same key
+
 Examples:
   (umask 077; host-chat keygen > k)      # a private key file
   echo hi | host-chat encrypt --key-file k | host-chat decrypt --key-file k
@@ -22,6 +27,49 @@ Exit status:
   1  the token was rejected: invalid (wrong key, or corrupted), expired, or from the future
   2  usage or key problem: bad arguments, no key, malformed key, unreadable key file
   3  input or system problem: input too long, read or write failure, no OS randomness";
+
+const SERVER_HELP: &str = "\
+Keys:
+  --key-file PATH, else HOST_CHAT_KEY, else the default key file
+  $XDG_CONFIG_HOME/host-chat/key (~/.config/host-chat/key), created with a fresh key on
+  first use. Every machine in the chat needs the same key: copy the file (scp) or set
+  HOST_CHAT_KEY there. Datagrams made with another key are ignored, never answered.
+
+Log (standard error, times in UTC):
+  joins, leaves and refusals as they happen; with --stats, the counters every SECONDS
+  seconds; `kill -USR1 <pid>` prints them at once. Ctrl+C or SIGTERM stops the server.
+
+Examples:
+  host-chat server                          # all interfaces, port 12345
+  host-chat server --bind 127.0.0.1:4000    # this machine only
+  host-chat server --bind [::]:12345        # IPv6 (and IPv4 where the OS allows)
+  host-chat server --stats 60               # counters every minute";
+
+const CLIENT_HELP: &str = "\
+In the chat:
+  type a line and Enter to send it; each line is answered by the server
+  (\"server: delivered as #12 to 3 members\"). /who lists the room, /quit (or end of
+  input, Ctrl+D) leaves; Ctrl+C leaves at once. Times are shown in UTC.
+
+Keys:
+  as for `host-chat server`: --key-file, else HOST_CHAT_KEY, else the default key file
+  (~/.config/host-chat/key, created on first use). Use the server's key: with another
+  key the server stays silent and the client says so after 3 s.
+
+Examples:
+  host-chat client                               # the server on this machine
+  host-chat client 192.168.1.20:12345 --nick ann --room dev
+  host-chat client chat.example.org:12345 --show-wire   # see the tokens
+  echo hello | host-chat client --json           # one JSON object per event";
+
+const DEMO_HELP: &str = "\
+The demo starts a private server on 127.0.0.1 (a random free port) with a fresh key that
+is never saved, and joins it as a client showing every token on the wire. Another
+terminal can join with the command it prints. The server stops when the demo ends.
+
+Examples:
+  host-chat demo
+  host-chat demo --nick ann --no-wire";
 
 const KEYGEN_HELP: &str = "\
 Examples:
@@ -53,7 +101,7 @@ Examples:
 #[command(name = "host-chat", version, after_help = TOP_HELP)]
 pub struct Cli {
     /// Read the keys from PATH: one per line, the first one makes new tokens [default:
-    /// the keys in $HOST_CHAT_KEY].
+    /// the keys in $HOST_CHAT_KEY; for the chat, then ~/.config/host-chat/key].
     #[arg(long, global = true, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
 
@@ -93,6 +141,133 @@ pub enum Command {
     /// Like Python's `MultiFernet.rotate`.
     #[command(after_help = ROTATE_HELP)]
     Rotate(RotateArgs),
+
+    /// Run a chat server: relays every line to the members of its room.
+    ///
+    /// Prints the addresses other machines can use to reach it, then logs joins, leaves
+    /// and refusals. Members that stay silent are dropped after --member-timeout.
+    #[command(after_help = SERVER_HELP)]
+    Server(ServerArgs),
+
+    /// Join a chat server: lines typed on standard input go to the room, the room's
+    /// messages are printed.
+    #[command(after_help = CLIENT_HELP)]
+    Client(ClientArgs),
+
+    /// Try the chat on this machine: a private server and a client, no setup needed.
+    #[command(after_help = DEMO_HELP)]
+    Demo(DemoArgs),
+}
+
+/// The default server port.
+pub const DEFAULT_PORT: u16 = 12345;
+
+/// Options both chat ends share.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct WireArgs {
+    /// Largest datagram sent or accepted, in bytes (the token's length). Use the same
+    /// value on every machine.
+    #[arg(long, value_name = "BYTES", default_value_t = chat_core::session::DEFAULT_MAX_DATAGRAM,
+          value_parser = parse_max_datagram)]
+    pub max_datagram: usize,
+
+    /// Refuse tokens made more than SECONDS ago (or that far in the future, plus the
+    /// clock skew allowed): replays and badly set clocks.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub ttl: u64,
+}
+
+fn parse_max_datagram(text: &str) -> Result<usize, String> {
+    let value: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if (200..=65_507).contains(&value) {
+        Ok(value)
+    } else {
+        Err("must be from 200 to 65507 bytes".to_owned())
+    }
+}
+
+/// Options of `server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The address and port to listen on (IPv4 or IPv6, e.g. 0.0.0.0:12345, [::]:12345,
+    /// 127.0.0.1:0 for any free port); a bare port number means all IPv4 interfaces.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:12345")]
+    pub bind: String,
+
+    /// Print the counters every SECONDS seconds (also on SIGUSR1).
+    #[arg(long, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stats: Option<u64>,
+
+    /// Drop members not heard from for SECONDS seconds (clients ping every 5 s).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub member_timeout: u64,
+
+    #[command(flatten)]
+    pub wire: WireArgs,
+
+    /// Print the bound port alone on the first line of standard output (for scripts and
+    /// `host-chat demo`).
+    #[arg(long, hide = true)]
+    pub print_port: bool,
+}
+
+/// Options of `client`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server: IP:PORT or HOSTNAME:PORT.
+    #[arg(value_name = "SERVER", default_value = "127.0.0.1:12345")]
+    pub server: String,
+
+    #[command(flatten)]
+    pub chat: ChatArgs,
+
+    #[command(flatten)]
+    pub wire: WireArgs,
+}
+
+/// What a chat client shows, and as whom.
+#[derive(Debug, Args, Clone)]
+pub struct ChatArgs {
+    /// Your name in the room, 1 to 32 bytes [default: $USER, else "guest"].
+    #[arg(long, value_name = "NAME")]
+    pub nick: Option<String>,
+
+    /// The room to join, 1 to 32 bytes; rooms are created on first join.
+    #[arg(long, value_name = "NAME", default_value = "lobby")]
+    pub room: String,
+
+    /// For each own line, also print the token sent and the server's answer, decrypted
+    /// and as a token.
+    #[arg(long)]
+    pub show_wire: bool,
+
+    /// Print one JSON object per line for every event, on standard output, instead of
+    /// the text for people (errors too, as {"event":"error",...}).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Your name in the room [default: $USER, else "guest"].
+    #[arg(long, value_name = "NAME")]
+    pub nick: Option<String>,
+
+    /// The room to join.
+    #[arg(long, value_name = "NAME", default_value = "lobby")]
+    pub room: String,
+
+    /// Do not show the tokens on the wire.
+    #[arg(long)]
+    pub no_wire: bool,
+
+    /// Print one JSON object per event instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `decrypt`.
@@ -138,5 +313,13 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["host-chat", "decrypt", "--ttl", "-1"]).is_err());
+        let cli = Cli::try_parse_from(["host-chat", "client", "--nick", "ann"]).unwrap();
+        let Command::Client(args) = cli.command else {
+            panic!("not a client")
+        };
+        assert_eq!(args.server, "127.0.0.1:12345");
+        assert_eq!(args.chat.room, "lobby");
+        assert_eq!(args.wire.max_datagram, 1232);
+        assert!(Cli::try_parse_from(["host-chat", "server", "--max-datagram", "10"]).is_err());
     }
 }

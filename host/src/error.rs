@@ -74,13 +74,26 @@ impl fmt::Display for InputTooLong {
 
 impl std::error::Error for InputTooLong {}
 
+/// A command-line value that makes no sense (an address, a name): exits with
+/// [`EXIT_USAGE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadArgument(pub String);
+
+impl fmt::Display for BadArgument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadArgument {}
+
 /// The exit status for a failure: [`EXIT_REJECTED`], [`EXIT_USAGE`] or [`EXIT_INPUT`].
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.is::<Rejected>() {
             return EXIT_REJECTED;
         }
-        if cause.is::<KeyError>() {
+        if cause.is::<KeyError>() || cause.is::<BadArgument>() {
             return EXIT_USAGE;
         }
     }

@@ -99,6 +99,13 @@ pub enum KeyError {
         /// Which source.
         source: String,
     },
+    /// The default key file did not exist and could not be created.
+    CannotCreate {
+        /// Which file.
+        path: PathBuf,
+        /// The OS's reason.
+        reason: String,
+    },
     /// The source holds more keys than a ring takes.
     TooMany {
         /// Which source.
@@ -132,6 +139,11 @@ impl fmt::Display for KeyError {
             Self::Empty { source } => write!(
                 f,
                 "{source} holds no key (make one with `host-chat keygen`)"
+            ),
+            Self::CannotCreate { path, reason } => write!(
+                f,
+                "cannot create key file {}: {reason} (pass --key-file PATH or set {ENV_VAR})",
+                path.display()
             ),
             Self::TooMany { source, count } => write!(
                 f,
@@ -168,6 +180,85 @@ pub fn resolve(
         Some(path) => Ok(KeySource::DefaultFile(path.to_owned())),
         None => Err(KeyError::NoKey),
     }
+}
+
+/// The chat's default key file: `$XDG_CONFIG_HOME/host-chat/key`, else
+/// `$HOME/.config/host-chat/key` (relative or empty variables are ignored, as the XDG
+/// spec says). `None` if neither variable helps.
+pub fn default_key_file(
+    xdg_config_home: Option<OsString>,
+    home: Option<OsString>,
+) -> Option<PathBuf> {
+    let absolute =
+        |value: Option<OsString>| value.map(PathBuf::from).filter(|path| path.is_absolute());
+    let config = absolute(xdg_config_home).or_else(|| absolute(home).map(|h| h.join(".config")))?;
+    Some(config.join("host-chat").join("key"))
+}
+
+/// What [`load_or_create`] did.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The keys.
+    pub keys: Keys,
+    /// The default key file was created, holding a fresh key.
+    pub created: Option<PathBuf>,
+}
+
+/// Reads the keys of `source`; a [`KeySource::DefaultFile`] that does not exist yet is
+/// created first (directory mode 700, file mode 600) holding `new_key()`.
+pub fn load_or_create(
+    source: &KeySource,
+    new_key: impl FnOnce() -> Result<Key, String>,
+) -> Result<Loaded, KeyError> {
+    let mut created = None;
+    if let KeySource::DefaultFile(path) = source
+        && !path.exists()
+    {
+        let key = new_key().map_err(|reason| KeyError::CannotCreate {
+            path: path.clone(),
+            reason,
+        })?;
+        match create_key_file(path, &key) {
+            Ok(()) => created = Some(path.clone()),
+            // Someone else made it meanwhile: use theirs.
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => {
+                return Err(KeyError::CannotCreate {
+                    path: path.clone(),
+                    reason: io_reason(&err),
+                });
+            }
+        }
+    }
+    Ok(Loaded {
+        keys: load(source)?,
+        created,
+    })
+}
+
+fn create_key_file(path: &Path, key: &Key) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        dir.mode(0o700);
+        file.mode(0o600);
+    }
+    if let Some(parent) = path.parent() {
+        dir.create(parent)?;
+    }
+    let mut buf = Zeroizing::new([0u8; KEY_TEXT_LEN]);
+    let text = Zeroizing::new(format!(
+        "# host-chat key: copy this file to every machine that chats with this one.\n{}\n",
+        key.to_base64(&mut buf)
+    ));
+    let mut file = file.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// The keys of a source, as a ring, with where each came from.
@@ -375,6 +466,42 @@ mod tests {
                 count: 9
             }
         );
+    }
+
+    #[test]
+    fn default_file_location() {
+        assert_eq!(
+            default_key_file(Some("/x".into()), Some("/h".into())),
+            Some(PathBuf::from("/x/host-chat/key"))
+        );
+        assert_eq!(
+            default_key_file(Some("rel".into()), Some("/h".into())),
+            Some(PathBuf::from("/h/.config/host-chat/key"))
+        );
+        assert_eq!(default_key_file(None, None), None);
+    }
+
+    #[test]
+    fn creates_the_default_file_once() {
+        let dir = std::env::temp_dir().join(format!("host-chat-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("host-chat").join("key");
+        let source = KeySource::DefaultFile(path.clone());
+        let fresh = || Ok(Key::from_base64(K1).unwrap());
+        let first = load_or_create(&source, fresh).unwrap();
+        assert_eq!(first.created.as_deref(), Some(path.as_path()));
+        let again = load_or_create(&source, || Err("unused".into())).unwrap();
+        assert!(again.created.is_none());
+        let mut buf = [0; KEY_TEXT_LEN];
+        assert_eq!(again.keys.ring.primary().to_base64(&mut buf), K1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(path.parent().unwrap()), 0o700);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

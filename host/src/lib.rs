@@ -6,12 +6,16 @@
 //! - [`cli`]: the command line (clap), one [`cli::Command`] variant per subcommand;
 //! - [`keys`]: where the keys come from and how they are parsed;
 //! - [`commands`]: the token tools (`keygen`, `encrypt`, `decrypt`, `rotate`);
+//! - [`chat`]: the chat (`server`, `client`, `demo`);
+//! - [`net`]: the mio event loop that drives chat_core's state machines;
 //! - [`error`]: failures and their exit status.
 
+pub mod chat;
 pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod keys;
+pub mod net;
 
 use crate::cli::{Cli, Command};
 use crate::commands::Io;
@@ -27,6 +31,9 @@ pub fn run(cli: &Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
             commands::decrypt(&load_keys(cli, io)?, args.ttl, args.verbose, io)
         }
         Command::Rotate(args) => commands::rotate(&load_keys(cli, io)?, args.verbose, io),
+        Command::Server(args) => chat::server::run(cli, args, io.key_env.take()),
+        Command::Client(args) => chat::client::run_cli(cli, args, io.key_env.take()),
+        Command::Demo(args) => chat::demo::run(args),
     }
 }
 
@@ -42,8 +49,9 @@ fn load_keys(cli: &Cli, io: &mut Io<'_>) -> anyhow::Result<keys::Keys> {
 /// [`error::exit_code`].
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-    let (mut stdin, mut stdout, mut stderr) = (stdin.lock(), stdout.lock(), stderr.lock());
+    // Unlocked handles: the chat reads and writes them from several threads.
+    let (mut stdin, mut stdout, mut stderr) =
+        (std::io::stdin(), std::io::stdout(), std::io::stderr());
     let mut io = Io {
         stdin: &mut stdin,
         stdout: &mut stdout,

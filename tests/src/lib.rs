@@ -5,17 +5,21 @@
 //!   its path; [`host_chat`] is a ready [`Command`] for `host-chat`.
 //! - [`run`] runs a command with some standard input and a deadline.
 //! - [`TempDir`] is a scratch directory removed on drop.
+//! - [`Running`] is a long-running child (a server, an interactive client): lines to its
+//!   stdin, its stdout lines read on a thread, waits with deadlines, killed on drop.
 //! - [`python`] finds `python3` with `cryptography`, or skips (fails on CI);
 //!   [`Python::batch`] runs many Fernet operations in one Python process.
 
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -276,6 +280,170 @@ fn wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
         }
         thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A long-running child process with piped standard streams: lines go to its stdin,
+/// its stdout lines arrive on a channel (read by a thread), its stderr is collected.
+/// Every wait has a deadline; the child is killed on drop.
+#[derive(Debug)]
+pub struct Running {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every stdout line read so far, for failure messages.
+    seen: Vec<String>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Running {
+    /// Spawns `cmd`; `name` labels it in failure messages.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Writes `line` and a newline to its stdin.
+    #[track_caller]
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|err| panic!("{}: writing stdin: {err}", self.name));
+    }
+
+    /// Closes its stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line, if one comes within `timeout` (`None` also at end of output).
+    pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Reads stdout lines until one satisfies `wanted`, and returns it; panics (showing
+    /// everything it printed) if none does within `timeout`.
+    #[track_caller]
+    pub fn wait_for(&mut self, timeout: Duration, mut wanted: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_line(left) {
+                Some(line) if wanted(&line) => return line,
+                Some(_) => {}
+                None => panic!(
+                    "{}: the awaited line did not come within {timeout:?}\n{}",
+                    self.name,
+                    self.report()
+                ),
+            }
+        }
+    }
+
+    /// As [`wait_for`](Self::wait_for), for a program printing one JSON object per line
+    /// (other lines are skipped).
+    #[track_caller]
+    pub fn wait_for_json(
+        &mut self,
+        timeout: Duration,
+        mut wanted: impl FnMut(&Value) -> bool,
+    ) -> Value {
+        let line = self.wait_for(timeout, |line| {
+            serde_json::from_str::<Value>(line).is_ok_and(|value| wanted(&value))
+        });
+        serde_json::from_str(&line).expect("checked above")
+    }
+
+    /// Waits for the `event` JSON event.
+    #[track_caller]
+    pub fn wait_event(&mut self, timeout: Duration, event: &str) -> Value {
+        self.wait_for_json(timeout, |value| value["event"] == event)
+    }
+
+    /// Waits up to `timeout` for it to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait(&mut self.child, timeout)
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills it and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Its stderr so far.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    /// What it printed so far, for failure messages.
+    pub fn report(&self) -> String {
+        format!(
+            "--- {} stdout:\n{}\n--- stderr:\n{}",
+            self.name,
+            self.seen.join("\n"),
+            self.stderr_text()
+        )
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

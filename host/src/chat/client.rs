@@ -1,0 +1,626 @@
+//! `host-chat client`: chat_core's [`Client`] on a connected UDP socket, reading lines
+//! from standard input.
+
+use crate::cli::{ChatArgs, Cli, ClientArgs};
+use crate::keys::Ring;
+use crate::net::{self, Clock, Endpoint, Machine, Step};
+use anyhow::Context as _;
+use chat_core::fernet::plaintext_buf_len;
+use chat_core::session::{Client, ClientConfig, ClientEvent, ClientState, SendError};
+use chat_core::time::{Duration, Instant};
+use chat_core::wire::{Body, Plaintext};
+use rand::rngs::StdRng;
+use serde_json::{Value, json};
+use std::collections::{HashSet, VecDeque};
+use std::ffi::OsString;
+use std::io::{self, BufRead as _};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver};
+
+/// Bytes kept per line.
+pub const TEXT: usize = 1024;
+/// Lines that may await the server's receipt at once.
+pub const OUTBOX: usize = 16;
+/// Events that may wait between two turns of the loop.
+pub const EVENTS: usize = 64;
+
+/// The client the host runs.
+pub type HostClient = Client<StdRng, 7, TEXT, OUTBOX, EVENTS>;
+
+/// After `/quit` or the end of input, how long lines still waiting for the server may
+/// hold the goodbye back.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
+/// How often the client's real-time clock is corrected from the system clock.
+const CLOCK_SYNC: Duration = Duration::from_secs(60);
+
+/// Everything a client session needs besides its keys.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The server's address.
+    pub server: SocketAddr,
+    /// The server as the user named it, for messages.
+    pub server_name: String,
+    /// What to show, and as whom.
+    pub chat: ChatArgs,
+    /// Largest datagram.
+    pub max_datagram: usize,
+    /// Token TTL, seconds.
+    pub ttl: u64,
+}
+
+/// `host-chat client`.
+pub fn run_cli(cli: &Cli, args: &ClientArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
+    let json = args.chat.json;
+    let result = (|| {
+        let keys = super::chat_keys(cli, key_env)?;
+        let server = super::resolve_server(&args.server)?;
+        let options = Options {
+            server,
+            server_name: args.server.clone(),
+            chat: args.chat.clone(),
+            max_datagram: args.wire.max_datagram,
+            ttl: args.wire.ttl,
+        };
+        run(keys.ring, &options)
+    })();
+    if let (Err(err), true) = (&result, json) {
+        net::out(&json!({"event": "error", "message": format!("{err:#}")}).to_string());
+    }
+    result
+}
+
+/// What the standard-input thread hands to the loop.
+#[derive(Debug)]
+enum Input {
+    Line(String),
+    NotUtf8,
+    Eof,
+}
+
+fn spawn_stdin(waker: Arc<mio::Waker>) -> anyhow::Result<Receiver<Input>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let stdin = io::stdin();
+            let mut stdin = stdin.lock();
+            loop {
+                let mut line = Vec::new();
+                let input = match stdin.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => Input::Eof,
+                    Ok(_) => {
+                        while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+                            line.pop();
+                        }
+                        String::from_utf8(line).map_or(Input::NotUtf8, Input::Line)
+                    }
+                };
+                let eof = matches!(input, Input::Eof);
+                if tx.send(input).is_err() {
+                    break;
+                }
+                let _ = waker.wake();
+                if eof {
+                    break;
+                }
+            }
+        })
+        .context("cannot start the input thread")?;
+    Ok(rx)
+}
+
+/// Runs a client session until it is closed: joins, sends standard input's lines,
+/// prints the room.
+pub fn run(ring: Ring, options: &Options) -> anyhow::Result<()> {
+    let nick = super::default_nick(options.chat.nick.as_deref());
+    let room = options.chat.room.clone();
+    let config = ClientConfig {
+        max_datagram: options.max_datagram,
+        ttl: Duration::from_secs(options.ttl),
+        ..ClientConfig::new(&nick, &room)
+    };
+    let clock = Clock::new();
+    let now = clock.now();
+    let client = HostClient::new(
+        &config,
+        ring.clone(),
+        net::rng()?,
+        clock.wall_clock(now),
+        now,
+    );
+    let Some(client) = client else {
+        return Err(crate::error::BadArgument(format!(
+            "--nick {nick:?} / --room {room:?}: names are 1 to 32 bytes, not blank, without \
+             control characters"
+        ))
+        .into());
+    };
+    let local: SocketAddr = if options.server.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = mio::net::UdpSocket::bind(local).context("cannot open a UDP socket")?;
+    socket
+        .connect(options.server)
+        .with_context(|| format!("cannot reach {}", options.server))?;
+    let mut endpoint =
+        Endpoint::new(socket, Some(options.server)).context("cannot set up the event loop")?;
+    let signals = net::signals(endpoint.waker())?;
+    let input = spawn_stdin(endpoint.waker())?;
+    let mut chat = ChatClient {
+        client,
+        ring,
+        server: if options.server_name.contains(':') {
+            options.server_name.clone()
+        } else {
+            options.server.to_string()
+        },
+        show_wire: options.chat.show_wire,
+        json: options.chat.json,
+        input,
+        signals,
+        backlog: VecDeque::new(),
+        quit_by: None,
+        leaving: false,
+        joined: false,
+        refused_told: false,
+        refusal: None,
+        wire_shown: HashSet::new(),
+        next_clock_sync: now + CLOCK_SYNC,
+        clock,
+    };
+    chat.info(
+        "starting",
+        &format!("joining room {room} on {} as {nick}...", chat.server),
+        json!({"server": chat.server, "nick": nick, "room": room}),
+    );
+    net::run(&mut endpoint, &clock, options.max_datagram, &mut chat)
+        .context("event loop failed")?;
+    match chat.refusal {
+        Some(reason) => anyhow::bail!("the server refused to let us in: {reason}"),
+        None => Ok(()),
+    }
+}
+
+struct ChatClient {
+    client: HostClient,
+    ring: Ring,
+    server: String,
+    show_wire: bool,
+    json: bool,
+    input: Receiver<Input>,
+    signals: Receiver<i32>,
+    /// Lines that met a full outbox, sent as soon as there is room.
+    backlog: VecDeque<String>,
+    /// `/quit` or end of input: leave once every line is answered, or by then.
+    quit_by: Option<Instant>,
+    leaving: bool,
+    joined: bool,
+    refused_told: bool,
+    /// The server refused the join: why.
+    refusal: Option<String>,
+    /// Chat numbers whose token was shown (`--show-wire`), to mark retransmissions.
+    wire_shown: HashSet<u32>,
+    next_clock_sync: Instant,
+    clock: Clock,
+}
+
+impl ChatClient {
+    /// Shows an event: `text` for people (stdout), or `fields` with `event` as JSON.
+    fn show(&self, event: &str, text: &str, fields: Value) {
+        if self.json {
+            net::out(&with_event(event, fields).to_string());
+        } else {
+            net::out(text);
+        }
+    }
+
+    /// Shows a status line: on stderr for people, as JSON on stdout.
+    fn info(&self, event: &str, text: &str, fields: Value) {
+        if self.json {
+            net::out(&with_event(event, fields).to_string());
+        } else {
+            net::err(text);
+        }
+    }
+
+    fn error(&self, text: &str) {
+        if self.json {
+            net::out(&json!({"event": "error", "message": text}).to_string());
+        } else {
+            net::err(text);
+        }
+    }
+
+    fn now_hms(&self) -> String {
+        net::hms(net::unix_millis() / 1000)
+    }
+
+    fn quit(&mut self, now: Instant) {
+        if self.quit_by.is_none() {
+            self.quit_by = Some(now + QUIT_GRACE);
+        }
+    }
+
+    fn leave(&mut self, now: Instant) {
+        if !self.leaving {
+            self.leaving = true;
+            self.client.leave(now);
+        }
+    }
+
+    fn line(&mut self, line: String) {
+        let line = match line.strip_prefix('/') {
+            None => line,
+            Some(rest) if rest.starts_with('/') => rest.to_owned(),
+            Some(command) => {
+                match command.trim() {
+                    "quit" | "exit" | "q" => {
+                        let now = self.clock.now();
+                        self.quit(now);
+                    }
+                    "who" | "members" => self.client.request_members(),
+                    "help" | "?" => self.info(
+                        "help",
+                        "type a line and Enter to send it; /who lists the room, /quit \
+                         leaves; start a line with // to send one beginning with /",
+                        json!({}),
+                    ),
+                    other => self.error(&format!(
+                        "unknown command /{other}: /who, /quit, /help (start a line with // \
+                         to send one beginning with /)"
+                    )),
+                }
+                return;
+            }
+        };
+        if line.is_empty() {
+            return;
+        }
+        if self.quit_by.is_some() || self.leaving {
+            self.error("not sent: leaving the room");
+            return;
+        }
+        let max = self.client.max_text_len();
+        if line.len() > max {
+            self.error(&format!(
+                "message too long: {} bytes, at most {max}",
+                line.len()
+            ));
+            return;
+        }
+        self.backlog.push_back(line);
+    }
+
+    fn send_backlog(&mut self) {
+        while let Some(line) = self.backlog.pop_front() {
+            match self.client.send(&line) {
+                Ok(id) => {
+                    if self.json {
+                        net::out(&json!({"event": "sent", "id": id, "text": line}).to_string());
+                    }
+                }
+                Err(SendError::QueueFull) => {
+                    self.backlog.push_front(line);
+                    break;
+                }
+                Err(SendError::TooLong { max }) => self.error(&format!(
+                    "message too long: {} bytes, at most {max}",
+                    line.len()
+                )),
+                Err(SendError::Closed) => {
+                    self.error("not sent: the session is closed");
+                    self.backlog.clear();
+                }
+            }
+        }
+    }
+
+    /// Acts on one event; `true` when the session is over.
+    fn event(&mut self, event: ClientEvent<TEXT>) -> bool {
+        let server = self.server.clone();
+        match event {
+            ClientEvent::Joined { members, rejoined } => {
+                self.refused_told = false;
+                self.joined = true;
+                let (nick, room) = (self.client.nick().to_owned(), self.client.room().to_owned());
+                let text = if rejoined {
+                    format!("joined room {room} again on {server} as {nick} ({members} members)")
+                } else {
+                    format!(
+                        "joined room {room} on {server} as {nick} ({members} member{}); type a \
+                         line and Enter to send it, /who lists the room, /quit leaves",
+                        if members == 1 { "" } else { "s" }
+                    )
+                };
+                self.info(
+                    "joined",
+                    &text,
+                    json!({"nick": nick, "room": room, "members": members, "rejoined": rejoined, "server": server}),
+                );
+            }
+            ClientEvent::Message {
+                seq,
+                nick,
+                text,
+                notice,
+                timestamp,
+            } => {
+                let shown = if notice {
+                    format!("[{}] * {nick} {text}", net::hms(timestamp))
+                } else {
+                    format!("[{}] {nick}: {text}", net::hms(timestamp))
+                };
+                self.show(
+                    if notice { "notice" } else { "message" },
+                    &shown,
+                    json!({"seq": seq, "nick": nick.as_str(), "text": text.as_str(), "time": timestamp}),
+                );
+            }
+            ClientEvent::Delivered {
+                id,
+                seq,
+                recipients,
+            } => {
+                let text = match seq {
+                    Some(seq) => format!(
+                        "server: delivered as #{seq} to {recipients} member{}",
+                        if recipients == 1 { "" } else { "s" }
+                    ),
+                    None => format!("server: delivered (line {id}; its own answer was lost)"),
+                };
+                self.show(
+                    "delivered",
+                    &text,
+                    json!({"id": id, "seq": seq, "recipients": recipients}),
+                );
+            }
+            ClientEvent::Refused { id } => self.info(
+                "refused",
+                "server: message refused (too long for the server: check --max-datagram)",
+                json!({"id": id}),
+            ),
+            ClientEvent::Notice { text } => {
+                if self.client.state() == ClientState::Closed && !self.leaving {
+                    // A refused join comes as a notice, then Closed.
+                    self.refusal = Some(text.as_str().to_owned());
+                }
+                self.info(
+                    "server_notice",
+                    &format!("server: {text}"),
+                    json!({"text": text.as_str()}),
+                );
+            }
+            ClientEvent::Missed { from, to } => self.info(
+                "missed",
+                &format!(
+                    "missed messages #{from} to #{}: the server dropped them before they \
+                     reached us",
+                    to.saturating_sub(1)
+                ),
+                json!({"from": from, "to": to}),
+            ),
+            ClientEvent::Members { total, names } => self.show(
+                "members",
+                &format!("{total} members in room {}: {names}", self.client.room()),
+                json!({"total": total, "names": names.split(", ").collect::<Vec<_>>()}),
+            ),
+            ClientEvent::NoAnswer { waited } => {
+                let secs = waited.millis().saturating_add(500) / 1000;
+                self.info(
+                    "no_answer",
+                    &format!(
+                        "no answer from {server} within {secs} s: is `host-chat server` running \
+                         there, with the same key? (still trying)"
+                    ),
+                    json!({"server": server, "waited_ms": waited.millis()}),
+                );
+            }
+            ClientEvent::ServerLost { silent_for } => self.info(
+                "server_lost",
+                &format!(
+                    "[{}] no word from {server} for {} s; still trying",
+                    self.now_hms(),
+                    silent_for.millis() / 1000
+                ),
+                json!({"server": server, "silent_ms": silent_for.millis()}),
+            ),
+            ClientEvent::ServerBack => {
+                self.refused_told = false;
+                self.info(
+                    "server_back",
+                    &format!("[{}] {server} answers again", self.now_hms()),
+                    json!({"server": server}),
+                );
+            }
+            ClientEvent::Rejoining => self.info(
+                "rejoining",
+                &format!(
+                    "[{}] {server} no longer knows us (restarted?); joining again",
+                    self.now_hms()
+                ),
+                json!({"server": server}),
+            ),
+            ClientEvent::ClockSynced { unix_secs } => self.info(
+                "clock_synced",
+                &format!("clock set from the server: {} UTC", net::hms(unix_secs)),
+                json!({"unix_secs": unix_secs}),
+            ),
+            ClientEvent::Closed => {
+                if self.refusal.is_none() {
+                    let text = if self.joined {
+                        "left the room"
+                    } else {
+                        "gave up: never joined"
+                    };
+                    self.info("closed", text, json!({"joined": self.joined}));
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// `--show-wire`: describes a datagram if it is one of ours (a chat line out, or the
+    /// server's receipt in).
+    fn show_wire(&mut self, outgoing: bool, datagram: &[u8]) {
+        let mut plain = vec![0u8; plaintext_buf_len(datagram.len())];
+        let Ok((opened, _)) = self.ring.decrypt(datagram, None, &mut plain) else {
+            return;
+        };
+        let Ok(Plaintext::Frame(repr)) = Plaintext::parse(opened.plaintext) else {
+            return;
+        };
+        let token = String::from_utf8_lossy(datagram);
+        match (outgoing, repr.body) {
+            (true, Body::Chat { msg_id, text }) => {
+                let again = !self.wire_shown.insert(msg_id);
+                if self.json {
+                    net::out(
+                        &json!({"event": "wire", "direction": "out", "msg_id": msg_id, "text": text,
+                                "token": token, "retransmission": again})
+                        .to_string(),
+                    );
+                } else if again {
+                    net::out(&format!("resent: {text}"));
+                    net::out(&format!("token: {token}"));
+                } else {
+                    net::out(&format!("sent: {text}"));
+                    net::out(&format!("token: {token}"));
+                }
+            }
+            (
+                false,
+                Body::Receipt {
+                    msg_id,
+                    seq,
+                    recipients,
+                },
+            ) => {
+                let summary = if seq == chat_core::session::REFUSED_SEQ {
+                    format!("receipt for line {msg_id}: refused")
+                } else {
+                    format!(
+                        "receipt for line {msg_id}: room message #{seq}, {recipients} member{}",
+                        if recipients == 1 { "" } else { "s" }
+                    )
+                };
+                if self.json {
+                    net::out(
+                        &json!({"event": "wire", "direction": "in", "response": summary,
+                                "token": token})
+                        .to_string(),
+                    );
+                } else {
+                    net::out(&format!("response: {summary}"));
+                    net::out(&format!("response token: {token}"));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn with_event(event: &str, fields: Value) -> Value {
+    let mut object = serde_json::Map::new();
+    object.insert("event".into(), Value::from(event));
+    if let Value::Object(fields) = fields {
+        object.extend(fields);
+    }
+    Value::Object(object)
+}
+
+impl Machine for ChatClient {
+    fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, datagram: &mut [u8]) {
+        if self.show_wire {
+            let copy = datagram.to_vec();
+            self.show_wire(false, &copy);
+        }
+        let _ = self.client.handle_datagram(now, datagram);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.client.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.client.poll_timeout()
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        let len = self.client.poll_transmit(now, buf)?;
+        if self.show_wire {
+            let copy = buf.get(..len)?.to_vec();
+            self.show_wire(true, &copy);
+        }
+        // The socket is connected: the address is not used.
+        Some((SocketAddr::from(([0, 0, 0, 0], 0)), len))
+    }
+
+    fn app(&mut self, now: Instant) -> Step {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        while let Ok(signal) = self.signals.try_recv() {
+            if signal == SIGINT || signal == SIGTERM {
+                if self.leaving {
+                    // A second Ctrl+C: do not wait for the server's goodbye.
+                    return Step::Stop;
+                }
+                self.info("leaving", "leaving...", json!({}));
+                self.leave(now);
+            }
+        }
+        while let Ok(input) = self.input.try_recv() {
+            match input {
+                Input::Line(line) => self.line(line),
+                Input::NotUtf8 => self.error("not sent: the line is not UTF-8 text"),
+                Input::Eof => self.quit(now),
+            }
+        }
+        if !self.leaving {
+            self.send_backlog();
+        }
+        if let Some(by) = self.quit_by
+            && !self.leaving
+            && ((self.backlog.is_empty() && self.client.unacknowledged() == 0) || by <= now)
+        {
+            self.leave(now);
+        }
+        let mut closed = false;
+        while let Some(event) = self.client.poll_event() {
+            closed |= self.event(event);
+        }
+        if closed || self.client.state() == ClientState::Closed {
+            return Step::Stop;
+        }
+        if self.next_clock_sync <= now {
+            self.client.sync_clock(now, net::unix_millis());
+            self.next_clock_sync = now + CLOCK_SYNC;
+        }
+        let mut deadline = self.next_clock_sync;
+        if let Some(by) = self.quit_by.filter(|_| !self.leaving) {
+            deadline = deadline.min(by);
+        }
+        Step::Continue(Some(deadline))
+    }
+
+    fn socket_error(&mut self, _now: Instant, error: &io::Error) {
+        if error.kind() == io::ErrorKind::ConnectionRefused {
+            if !self.refused_told {
+                self.refused_told = true;
+                let server = self.server.clone();
+                self.info(
+                    "connection_refused",
+                    &format!(
+                        "nothing is listening at {server} (connection refused); is `host-chat \
+                         server` running there? still trying"
+                    ),
+                    json!({"server": server}),
+                );
+            }
+        } else {
+            self.error(&format!("network error: {error}"));
+        }
+    }
+}
