@@ -1,0 +1,271 @@
+//! The device application as firmware: a `no_main` Cortex-M image, no allocator, a
+//! panic handler that loops. The network is the stub device of `firmware_sim::stub`
+//! (a real board puts its NIC driver there); the clock is SysTick at 1 kHz, zero at
+//! reset. It joins as `sensor1`, sends a reading every 10 s, and counts what it gets.
+//!
+//! With the `qemu` feature (run on `qemu-system-arm -machine mps2-an386`), the stub
+//! reflects every packet so the receive path (MAC, AES) runs too, and after 8 s of
+//! device time the image prints its stack high-water mark over semihosting and exits.
+
+#![no_std]
+#![no_main]
+
+use chat_core::fernet::Key;
+use chat_core::session::{ClientConfig, ClientEvent};
+use core::convert::Infallible;
+use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicU32, Ordering};
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m_rt::{entry, exception};
+use firmware_sim::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
+use firmware_sim::stub::StubDevice;
+use firmware_sim::{App, Buffers, Clock, Metadata, NetConfig, Payload};
+
+/// Core clock of the MPS2 boards; set to the part's.
+const CORE_HZ: u32 = 25_000_000;
+/// A packet for the stub device: the longest datagram the device sends, with headers.
+const PACKET: usize = firmware_sim::MAX_SEND_DATAGRAM + 28;
+/// The provisioned key. A real device keeps it in a protected flash page.
+const KEY: [u8; 32] = [7; 32];
+/// Between two readings, device milliseconds.
+const READING_EVERY_MS: u64 = 10_000;
+
+/// Milliseconds since reset, counted by SysTick.
+static MILLIS: AtomicU32 = AtomicU32::new(0);
+/// Room messages received: what a real board would show on its display.
+static RECEIVED: AtomicU32 = AtomicU32::new(0);
+
+#[exception]
+fn SysTick() {
+    // Only this handler writes: a load and a store (no CAS on thumbv6m).
+    MILLIS.store(
+        MILLIS.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+}
+
+/// The 32-bit SysTick count widened to 64 bits.
+#[derive(Debug, Default)]
+struct Uptime {
+    last: u32,
+    wraps: u64,
+}
+
+impl Clock for Uptime {
+    fn now_millis(&mut self) -> u64 {
+        let now = MILLIS.load(Ordering::Relaxed);
+        if now < self.last {
+            self.wraps += 1;
+        }
+        self.last = now;
+        (self.wraps << 32) | u64::from(now)
+    }
+}
+
+/// NOT A SECURE RNG: a stand-in (xorshift64*) for the part's TRNG, so the image links
+/// and its size is honest. IVs and session ids must come from a hardware TRNG (or a
+/// CSPRNG seeded from one) on a real board.
+#[derive(Debug)]
+struct BoardRng(u64);
+
+impl rand_core::TryRng for BoardRng {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok((self.try_next_u64()? >> 32) as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        Ok(x.wrapping_mul(0x2545_F491_4F6C_DD1D))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for BoardRng {}
+
+#[panic_handler]
+fn panic(_: &PanicInfo<'_>) -> ! {
+    halt()
+}
+
+/// Stops here for good (a watchdog would reset the board).
+fn halt() -> ! {
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+/// "temp 21.5 C #n" without core::fmt.
+fn reading(n: u32, buf: &mut [u8; 32]) -> &str {
+    const PREFIX: &[u8] = b"temp 21.5 C #";
+    let (head, tail) = buf.split_at_mut(PREFIX.len());
+    head.copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut n = n;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (slot, digit) in tail.iter_mut().zip(digits[..len].iter().rev()) {
+        *slot = *digit;
+    }
+    core::str::from_utf8(&buf[..PREFIX.len() + len]).unwrap_or("temp")
+}
+
+#[entry]
+fn main() -> ! {
+    static mut METADATA: Metadata<'static> = Metadata::new();
+    static mut PAYLOAD: Payload = Payload::new();
+    static mut RX: [u8; PACKET] = [0; PACKET];
+    static mut TX: [u8; PACKET] = [0; PACKET];
+
+    #[cfg(feature = "qemu")]
+    qemu::paint_stack();
+
+    let Some(mut core) = cortex_m::Peripherals::take() else {
+        halt()
+    };
+    core.SYST.set_clock_source(SystClkSource::Core);
+    core.SYST.set_reload(CORE_HZ / 1000 - 1);
+    core.SYST.clear_current();
+    core.SYST.enable_interrupt();
+    core.SYST.enable_counter();
+
+    #[cfg(feature = "qemu")]
+    let device = StubDevice::reflecting(RX, TX);
+    #[cfg(not(feature = "qemu"))]
+    let device = StubDevice::dropping(RX, TX);
+    let net = NetConfig {
+        address: Ipv4Cidr::new(Ipv4Address::new(10, 42, 0, 2), 24),
+        gateway: None,
+        local_port: 0,
+        server: IpEndpoint::new(IpAddress::v4(10, 42, 0, 1), 12345),
+    };
+    let Ok(mut app) = App::new(
+        &ClientConfig::new("sensor1", "lobby"),
+        &net,
+        Key::from_bytes(&KEY),
+        BoardRng(0x9E37_79B9_7F4A_7C15),
+        device,
+        Uptime::default(),
+        Buffers {
+            metadata: METADATA,
+            payload: PAYLOAD,
+        },
+    ) else {
+        halt()
+    };
+
+    let mut count = 0;
+    let mut next_reading = 0;
+    loop {
+        let now = app.now().millis();
+        if now >= next_reading {
+            count += 1;
+            let mut text = [0u8; 32];
+            // A full outbox: this reading is skipped, the next one goes.
+            let _ = app.send(reading(count, &mut text));
+            next_reading = now + READING_EVERY_MS;
+        }
+        app.poll(|event| {
+            if let ClientEvent::Message { .. } = event {
+                // Main loop only: a load and a store (no CAS on thumbv6m).
+                RECEIVED.store(
+                    RECEIVED.load(Ordering::Relaxed).wrapping_add(1),
+                    Ordering::Relaxed,
+                );
+            }
+            core::hint::black_box(&event);
+        });
+        #[cfg(feature = "qemu")]
+        if now >= 8_000 {
+            qemu::report(&app);
+        }
+        // SysTick wakes us every millisecond; a NIC interrupt would too.
+        cortex_m::asm::wfi();
+    }
+}
+
+#[cfg(feature = "qemu")]
+#[allow(unsafe_code)]
+mod qemu {
+    //! Stack painting: fill the free RAM below the stack with a pattern at reset, and
+    //! find later how deep the stack ever went.
+
+    use cortex_m_semihosting::{debug, hprintln};
+
+    const PATTERN: u32 = 0xDEAD_BEEF;
+
+    unsafe extern "C" {
+        /// End of .bss/.uninit: the lowest address the stack may reach.
+        static __sheap: u32;
+        /// Top of the stack.
+        static _stack_start: u32;
+    }
+
+    fn bounds() -> (usize, usize) {
+        (
+            &raw const __sheap as usize,
+            &raw const _stack_start as usize,
+        )
+    }
+
+    /// Paints from the end of .bss up to a little below the current stack pointer.
+    #[inline(never)]
+    pub fn paint_stack() {
+        let (bottom, _) = bounds();
+        let sp = cortex_m::register::msp::read() as usize;
+        let mut at = bottom;
+        while at + 4 <= sp - 64 {
+            // SAFETY: between the end of the statics and below the live stack frames:
+            // memory nothing else uses.
+            unsafe { core::ptr::write_volatile(at as *mut u32, PATTERN) };
+            at += 4;
+        }
+    }
+
+    /// Prints the figures and ends the QEMU run.
+    pub fn report<D, C, R>(app: &firmware_sim::App<'_, D, C, R>) -> !
+    where
+        D: firmware_sim::smoltcp::phy::Device,
+        C: firmware_sim::Clock,
+        R: rand_core::CryptoRng,
+    {
+        let (bottom, top) = bounds();
+        let mut at = bottom;
+        // SAFETY: reading RAM between the statics and the stack top.
+        while at < top && unsafe { core::ptr::read_volatile(at as *const u32) } == PATTERN {
+            at += 4;
+        }
+        let stats = app.stats();
+        hprintln!(
+            "stack: {} bytes used of {} (high-water mark); statics end at {:#x}",
+            top - at,
+            top - bottom,
+            bottom
+        );
+        hprintln!(
+            "sent {} datagrams, opened {} reflected ones (dropped as unexpected: {}), state {:?}",
+            stats.sent,
+            stats.dropped.iter().sum::<u32>(),
+            stats.dropped[chat_core::session::Dropped::Unexpected.index()],
+            app.state()
+        );
+        debug::exit(debug::EXIT_SUCCESS);
+        super::halt()
+    }
+}
