@@ -9,6 +9,10 @@
 //!   stdin, its stdout lines read on a thread, waits with deadlines, killed on drop.
 //! - [`python`] finds `python3` with `cryptography`, or skips (fails on CI);
 //!   [`Python::batch`] runs many Fernet operations in one Python process.
+//! - [`proxy`] is a fault-injecting UDP proxy (loss, duplication, reordering,
+//!   corruption, truncation, delay); [`vm_rss_kib`] reads a process's resident memory.
+
+pub mod proxy;
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -532,6 +536,20 @@ pub fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
+}
+
+/// The resident memory of process `pid` in KiB (`VmRSS` of `/proc/PID/status`), where
+/// `/proc` exists.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A Python interpreter that has `cryptography`.
