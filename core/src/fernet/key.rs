@@ -243,14 +243,11 @@ impl Key {
         let (header, body) = raw.split_at_mut(HEADER_LEN);
         let (ciphertext, tag) = body.split_at_mut(body.len().saturating_sub(MAC_LEN));
 
-        let mut fields = [0u8; HEADER_LEN];
-        for (field, byte) in fields
-            .iter_mut()
-            .zip([VERSION].iter().chain(&timestamp.to_be_bytes()).chain(&iv))
-        {
-            *field = *byte;
-        }
-        header.copy_from_slice(&fields);
+        let (version, rest) = header.split_first_mut().ok_or(Error::BufferTooSmall)?;
+        *version = VERSION;
+        let (stamp, iv_field) = rest.split_at_mut(8);
+        stamp.copy_from_slice(&timestamp.to_be_bytes());
+        iv_field.copy_from_slice(&iv);
 
         let pad_len = ciphertext.len().saturating_sub(message_len);
         let pad_byte = u8::try_from(pad_len).map_err(|_| Error::BufferTooSmall)?;
