@@ -6,7 +6,7 @@
 #   firmware-sim/build-firmware.sh            # build, sizes, portability checks
 #   firmware-sim/build-firmware.sh --qemu     # also run under QEMU: stack high-water mark
 #
-# Needs: rustup targets thumbv7em-none-eabihf thumbv6m-none-eabi
+# Needs: rustup targets thumbv7em-none-eabihf thumbv6m-none-eabi thumbv7m-none-eabi
 # riscv32imac-unknown-none-elf; binutils-arm-none-eabi (arm-none-eabi-size, -nm);
 # qemu-system-arm for --qemu. Budget: flash <= 40 KiB, RAM (statics + stack) <= 16 KiB.
 set -euo pipefail
@@ -58,6 +58,14 @@ for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
       cargo build --quiet --release --target "$target")
   fi
 done
+
+# The real-board image (LAN9118 driver, Ethernet + ARP): no small-part budget (it is
+# linked for the MPS2's 4 MiB memories); run it against a server with ./run-qemu.sh.
+echo "== board image (mps2-an385, --features board-an385), thumbv7m-none-eabi"
+(cd "$here/image" && CARGO_TARGET_DIR="$image_target_dir" \
+  cargo build --quiet --release --target thumbv7m-none-eabi --features board-an385)
+read -r flash ram < <(size_of "$image_target_dir/thumbv7m-none-eabi/release/firmware-image")
+echo "flash: $flash bytes; static RAM: $ram bytes"
 
 for target in thumbv6m-none-eabi riscv32imac-unknown-none-elf; do
   echo "== device library, $target"

@@ -11,7 +11,7 @@ use smoltcp::iface::{
     Config as IfaceConfig, Interface, PollIngressSingleResult, SocketHandle, SocketSet,
     SocketStorage,
 };
-use smoltcp::phy::Device;
+use smoltcp::phy::{Device, Medium};
 use smoltcp::socket::udp;
 use smoltcp::wire::{HardwareAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr};
 
@@ -129,6 +129,9 @@ pub enum Error {
     Bind,
     /// The gateway could not be set as the default route.
     Route,
+    /// The device's medium is not the one this constructor serves (an Ethernet NIC
+    /// needs [`App::new_ethernet`], an IP device [`App::new`]).
+    Medium,
 }
 
 impl fmt::Display for Error {
@@ -137,6 +140,7 @@ impl fmt::Display for Error {
             Self::InvalidName => "the nickname and room must be 1 to 32 bytes",
             Self::Bind => "cannot bind the UDP socket",
             Self::Route => "cannot route through the gateway",
+            Self::Medium => "the network device's medium does not match",
         })
     }
 }
@@ -181,22 +185,77 @@ impl<D, C, R: CryptoRng> fmt::Debug for App<'_, D, C, R> {
     }
 }
 
+/// A device, its medium, and the link-layer address the interface takes on it.
+struct Link<D> {
+    medium: Medium,
+    hardware: HardwareAddress,
+    device: D,
+}
+
 fn net_instant(millis: u64) -> smoltcp::time::Instant {
     smoltcp::time::Instant::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
 }
 
 impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
-    /// Brings up the interface and the socket, and starts joining `chat.room` as
+    /// Brings up the interface and the socket over an IP device (`Medium::Ip`: a TUN
+    /// interface, the PC bridge, a modem), and starts joining `chat.room` as
     /// `chat.nick`. `chat.max_datagram` is capped at [`MAX_DATAGRAM`].
     pub fn new(
         chat: &ClientConfig<'_>,
         net: &NetConfig,
         key: Key,
+        rng: R,
+        device: D,
+        clock: C,
+        buffers: Buffers<'a>,
+    ) -> Result<Self, Error> {
+        let link = Link {
+            medium: Medium::Ip,
+            hardware: HardwareAddress::Ip,
+            device,
+        };
+        Self::start(chat, net, key, rng, link, clock, buffers)
+    }
+
+    /// As [`new`](Self::new), over an Ethernet NIC (`Medium::Ethernet`) whose station
+    /// address is `mac`: smoltcp then resolves the gateway (or the server, on the same
+    /// subnet) with ARP and answers ARP for `net.address`.
+    #[cfg(feature = "ethernet")]
+    pub fn new_ethernet(
+        chat: &ClientConfig<'_>,
+        net: &NetConfig,
+        key: Key,
+        rng: R,
+        (device, mac): (D, smoltcp::wire::EthernetAddress),
+        clock: C,
+        buffers: Buffers<'a>,
+    ) -> Result<Self, Error> {
+        let link = Link {
+            medium: Medium::Ethernet,
+            hardware: HardwareAddress::Ethernet(mac),
+            device,
+        };
+        Self::start(chat, net, key, rng, link, clock, buffers)
+    }
+
+    fn start(
+        chat: &ClientConfig<'_>,
+        net: &NetConfig,
+        key: Key,
         mut rng: R,
-        mut device: D,
+        link: Link<D>,
         mut clock: C,
         buffers: Buffers<'a>,
     ) -> Result<Self, Error> {
+        let Link {
+            medium,
+            hardware,
+            mut device,
+        } = link;
+        // smoltcp panics on a mismatch: refuse it instead.
+        if medium != device.capabilities().medium {
+            return Err(Error::Medium);
+        }
         let Metadata {
             sockets,
             rx: rx_meta,
@@ -210,7 +269,7 @@ impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
         let now_ms = clock.now_millis();
         let now = net_instant(now_ms);
 
-        let mut config = IfaceConfig::new(HardwareAddress::Ip);
+        let mut config = IfaceConfig::new(hardware);
         config.random_seed = rng.next_u64();
         let mut iface = Interface::new(config, &mut device, now);
         iface.update_ip_addrs(|addrs| {
@@ -441,6 +500,38 @@ mod tests {
         }
     }
     impl rand_core::TryCryptoRng for NoRng {}
+
+    /// An IP device handed to the Ethernet constructor is refused, not a smoltcp panic.
+    #[cfg(feature = "ethernet")]
+    #[test]
+    fn medium_mismatch_is_an_error() {
+        use smoltcp::wire::{EthernetAddress, IpAddress};
+        let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+        let mut metadata = Metadata::new();
+        let mut payload = Box::new(Payload::new());
+        let net = NetConfig {
+            address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
+            gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
+            local_port: 0,
+            server: IpEndpoint::new(IpAddress::v4(10, 0, 2, 2), 9),
+        };
+        let result = App::new_ethernet(
+            &ClientConfig::new("board", "lobby"),
+            &net,
+            Key::from_bytes(&[7; 32]),
+            NoRng,
+            (
+                StubDevice::dropping(&mut rx, &mut tx),
+                EthernetAddress([2, 0, 0, 0, 0, 1]),
+            ),
+            || 0,
+            Buffers {
+                metadata: &mut metadata,
+                payload: &mut payload,
+            },
+        );
+        assert_eq!(result.err(), Some(Error::Medium));
+    }
 
     /// The RAM the application needs besides its stack frames, measured here on a
     /// 64-bit host (a 32-bit MCU needs a little less): it must leave room for the stack

@@ -6,33 +6,53 @@
 //! With the `qemu` feature (run on `qemu-system-arm -machine mps2-an386`), the stub
 //! reflects every packet so the receive path (MAC, AES) runs too, and after 8 s of
 //! device time the image prints its stack high-water mark over semihosting and exits.
+//!
+//! With the `board-an385` feature (thumbv7m-none-eabi, run on `qemu-system-arm -machine
+//! mps2-an385 -nic user,model=lan9118`: see ../run-qemu.sh), the network is the board's
+//! LAN9118 Ethernet controller ([`lan9118`]) behind QEMU's user-mode NAT, and the image
+//! chats with a real `host-chat server` on the host: see [`board`].
 
 #![no_std]
 #![no_main]
 
+#[cfg(not(feature = "board-an385"))]
 use chat_core::fernet::Key;
+#[cfg(not(feature = "board-an385"))]
 use chat_core::session::{ClientConfig, ClientEvent};
 use core::convert::Infallible;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
+#[cfg(not(feature = "board-an385"))]
 use firmware_sim::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
+#[cfg(not(feature = "board-an385"))]
 use firmware_sim::stub::StubDevice;
-use firmware_sim::{App, Buffers, Clock, Metadata, NetConfig, Payload};
+#[cfg(not(feature = "board-an385"))]
+use firmware_sim::{App, NetConfig};
+use firmware_sim::{Buffers, Clock, Metadata, Payload};
+
+#[cfg(feature = "board-an385")]
+mod board;
+#[cfg(feature = "board-an385")]
+mod lan9118;
 
 /// Core clock of the MPS2 boards; set to the part's.
 const CORE_HZ: u32 = 25_000_000;
 /// A packet for the stub device: the longest datagram the device sends, with headers.
+#[cfg(not(feature = "board-an385"))]
 const PACKET: usize = firmware_sim::MAX_SEND_DATAGRAM + 28;
 /// The provisioned key. A real device keeps it in a protected flash page.
+#[cfg(not(feature = "board-an385"))]
 const KEY: [u8; 32] = [7; 32];
 /// Between two readings, device milliseconds.
+#[cfg(not(feature = "board-an385"))]
 const READING_EVERY_MS: u64 = 10_000;
 
 /// Milliseconds since reset, counted by SysTick.
 static MILLIS: AtomicU32 = AtomicU32::new(0);
 /// Room messages received: what a real board would show on its display.
+#[cfg(not(feature = "board-an385"))]
 static RECEIVED: AtomicU32 = AtomicU32::new(0);
 
 #[exception]
@@ -105,6 +125,7 @@ fn halt() -> ! {
 }
 
 /// "temp 21.5 C #n" without core::fmt.
+#[cfg(not(feature = "board-an385"))]
 fn reading(n: u32, buf: &mut [u8; 32]) -> &str {
     const PREFIX: &[u8] = b"temp 21.5 C #";
     let (head, tail) = buf.split_at_mut(PREFIX.len());
@@ -130,8 +151,14 @@ fn reading(n: u32, buf: &mut [u8; 32]) -> &str {
 fn main() -> ! {
     static mut METADATA: Metadata<'static> = Metadata::new();
     static mut PAYLOAD: Payload = Payload::new();
+    #[cfg(not(feature = "board-an385"))]
     static mut RX: [u8; PACKET] = [0; PACKET];
+    #[cfg(not(feature = "board-an385"))]
     static mut TX: [u8; PACKET] = [0; PACKET];
+    #[cfg(feature = "board-an385")]
+    static mut RX_FRAME: [u8; lan9118::FRAME] = [0; lan9118::FRAME];
+    #[cfg(feature = "board-an385")]
+    static mut TX_FRAME: [u8; lan9118::FRAME] = [0; lan9118::FRAME];
 
     #[cfg(feature = "qemu")]
     qemu::paint_stack();
@@ -144,11 +171,24 @@ fn main() -> ! {
     core.SYST.clear_current();
     core.SYST.enable_interrupt();
     core.SYST.enable_counter();
+    let buffers = Buffers {
+        metadata: METADATA,
+        payload: PAYLOAD,
+    };
 
+    #[cfg(feature = "board-an385")]
+    board::run(buffers, RX_FRAME, TX_FRAME);
+    #[cfg(not(feature = "board-an385"))]
+    run_stub(buffers, RX, TX)
+}
+
+/// The stub-device loop: a reading every 10 s, received messages counted.
+#[cfg(not(feature = "board-an385"))]
+fn run_stub(buffers: Buffers<'static>, rx: &'static mut [u8], tx: &'static mut [u8]) -> ! {
     #[cfg(feature = "qemu")]
-    let device = StubDevice::reflecting(RX, TX);
+    let device = StubDevice::reflecting(rx, tx);
     #[cfg(not(feature = "qemu"))]
-    let device = StubDevice::dropping(RX, TX);
+    let device = StubDevice::dropping(rx, tx);
     let net = NetConfig {
         address: Ipv4Cidr::new(Ipv4Address::new(10, 42, 0, 2), 24),
         gateway: None,
@@ -162,10 +202,7 @@ fn main() -> ! {
         BoardRng(0x9E37_79B9_7F4A_7C15),
         device,
         Uptime::default(),
-        Buffers {
-            metadata: METADATA,
-            payload: PAYLOAD,
-        },
+        buffers,
     ) else {
         halt()
     };
@@ -203,10 +240,15 @@ fn main() -> ! {
 #[cfg(feature = "qemu")]
 #[allow(unsafe_code)]
 mod qemu {
-    //! Stack painting: fill the free RAM below the stack with a pattern at reset, and
-    //! find later how deep the stack ever went.
+    //! What only QEMU offers: stack painting (fill the free RAM below the stack with a
+    //! pattern at reset, and find later how deep the stack ever went), and the
+    //! semihosting calls the board image needs besides printing (its command line, the
+    //! host's clock).
 
+    #[cfg(not(feature = "board-an385"))]
     use cortex_m_semihosting::{debug, hprintln};
+    #[cfg(feature = "board-an385")]
+    use cortex_m_semihosting::{nr, syscall1};
 
     const PATTERN: u32 = 0xDEAD_BEEF;
 
@@ -238,24 +280,59 @@ mod qemu {
         }
     }
 
-    /// Prints the figures and ends the QEMU run.
-    pub fn report<D, C, R>(app: &firmware_sim::App<'_, D, C, R>) -> !
-    where
-        D: firmware_sim::smoltcp::phy::Device,
-        C: firmware_sim::Clock,
-        R: rand_core::CryptoRng,
-    {
+    /// The stack's high-water mark: (bytes used, bytes available, end of the statics).
+    pub fn stack_used() -> (usize, usize, usize) {
         let (bottom, top) = bounds();
         let mut at = bottom;
         // SAFETY: reading RAM between the statics and the stack top.
         while at < top && unsafe { core::ptr::read_volatile(at as *const u32) } == PATTERN {
             at += 4;
         }
+        (top - at, top - bottom, bottom)
+    }
+
+    /// The command line QEMU was given (`-kernel IMAGE -append ARGS` gives "IMAGE
+    /// ARGS"; `-semihosting-config arg=...` gives those), read into `buf`; empty if the
+    /// host has none or it does not fit.
+    #[cfg(feature = "board-an385")]
+    pub fn cmdline(buf: &mut [u8]) -> &str {
+        buf.fill(0);
+        let mut block = [buf.as_mut_ptr() as usize, buf.len()];
+        // SAFETY: SYS_GET_CMDLINE writes at most `block[1]` bytes into `buf` (ours,
+        // borrowed mutably) and the length back into `block` (ours too); both outlive
+        // the call. Semihosting needs a debugger or QEMU: this module is for QEMU only.
+        let failed = unsafe { syscall1(nr::GET_CMDLINE, block.as_mut_ptr() as usize) } != 0;
+        // SAFETY: `block` is a live local; the host may have written it.
+        let len = unsafe { core::ptr::read_volatile(&raw const block[1]) };
+        if failed {
+            return "";
+        }
+        let text = buf.get(..len.min(buf.len())).unwrap_or_default();
+        let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+        core::str::from_utf8(&text[..end]).unwrap_or("")
+    }
+
+    /// The host's clock, seconds since 1970 (SYS_TIME).
+    #[cfg(feature = "board-an385")]
+    pub fn host_time() -> u64 {
+        // SAFETY: SYS_TIME takes no argument block and writes no memory.
+        u64::from(unsafe { syscall1(nr::TIME, 0) } as u32)
+    }
+
+    /// Prints the figures and ends the QEMU run.
+    #[cfg(not(feature = "board-an385"))]
+    pub fn report<D, C, R>(app: &firmware_sim::App<'_, D, C, R>) -> !
+    where
+        D: firmware_sim::smoltcp::phy::Device,
+        C: firmware_sim::Clock,
+        R: rand_core::CryptoRng,
+    {
+        let (used, total, bottom) = stack_used();
         let stats = app.stats();
         hprintln!(
             "stack: {} bytes used of {} (high-water mark); statics end at {:#x}",
-            top - at,
-            top - bottom,
+            used,
+            total,
             bottom
         );
         hprintln!(
