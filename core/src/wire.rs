@@ -163,8 +163,8 @@ impl NoticeCode {
 /// A frame, parsed. Strings borrow from the bytes it was parsed from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Repr<'a> {
-    /// Client session: random per join, names the member in both directions; 0 on
-    /// frames meant for a whole room.
+    /// Client session: random per join, names the member in both directions; the room's
+    /// epoch on frames meant for a whole room (`Deliver`).
     pub session: u64,
     /// What the frame says.
     pub body: Body<'a>,

@@ -681,3 +681,79 @@ fn leaving_lets_waiting_lines_reach_the_room_first() {
             .any(|e| matches!(e, ClientEvent::Closed))
     );
 }
+
+#[test]
+fn a_join_replayed_after_its_session_went_is_refused() {
+    let mut sim = Sim::new(12, Faults::default());
+    for nick in ["ann", "bob"] {
+        let clock = sim.synced_clock();
+        sim.add_client(nick, clock);
+    }
+    sim.run_for(Duration::from_secs(2));
+    let bobs_join = sim
+        .captured
+        .iter()
+        .find(|(from, _)| *from == 2)
+        .unwrap()
+        .1
+        .clone();
+    sim.clients[1] = None; // bob's machine vanishes; the server drops him after 30 s
+    sim.run_for(Duration::from_secs(31));
+    assert_eq!(sim.relay.member_count(), 1);
+    let mut replay = bobs_join.clone();
+    assert_eq!(
+        sim.relay.handle_datagram(sim.now, 66, &mut replay),
+        Err(Dropped::Duplicate)
+    );
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.relay.member_count(), 1, "no ghost member");
+    assert_eq!(
+        sim.transcript(0)
+            .iter()
+            .filter(|(_, l)| l == "* bob joined")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn room_messages_are_taken_only_from_the_room_we_are_in() {
+    use chat_core::wire::{Body, Repr};
+    let mut sim = Sim::new(13, Faults::default());
+    let clock = sim.synced_clock();
+    sim.add_client("ann", clock);
+    sim.run_for(Duration::from_secs(2));
+    let ann = sim.client(0);
+    let (epoch, next) = (ann.room_epoch(), 1); // seq 0 was "* ann joined"
+    let deliver = |room_epoch: u64, seq: u64| {
+        let mut plain = [0u8; 128];
+        let repr = Repr {
+            session: room_epoch,
+            body: Body::Deliver {
+                seq,
+                notice: false,
+                nick: "eve",
+                text: "psst",
+            },
+        };
+        let len = repr.emit(&mut plain).unwrap();
+        let mut token = vec![0u8; 300];
+        let n = key()
+            .encrypt_with_iv(&plain[..len], UNIX_START_MS / 1000 + 2, [4; 16], &mut token)
+            .unwrap()
+            .len();
+        token.truncate(n);
+        token
+    };
+    let now = sim.now;
+    // A room message of another room (another epoch), as a replay from there would be.
+    let mut elsewhere = deliver(epoch ^ 1, next);
+    assert_eq!(
+        sim.client(0).handle_datagram(now, &mut elsewhere),
+        Err(Dropped::Unexpected)
+    );
+    let mut here = deliver(epoch, next);
+    assert_eq!(sim.client(0).handle_datagram(now, &mut here), Ok(()));
+    sim.run_for(Duration::from_millis(10));
+    assert_eq!(sim.chat_lines(0), ["eve: psst"]);
+}

@@ -294,7 +294,9 @@ impl World {
                         nick,
                         text,
                     } => (
-                        0,
+                        // Addressed to the room the first client is in, as a key holder
+                        // (who can read the Welcome) could.
+                        self.clients[0].room_epoch(),
                         Body::Deliver {
                             seq: *seq,
                             notice: *notice,

@@ -51,6 +51,12 @@ In the chat:
   (\"server: delivered as #12 to 3 members\"). /who lists the room, /quit (or end of
   input, Ctrl+D) leaves; Ctrl+C leaves at once. Times are shown in UTC.
 
+With --tui (a full-screen UI; needs a terminal, e.g. over ssh or in tmux):
+  Enter sends, Up/Down recall earlier lines, Left/Right/Home/End/Backspace/Delete edit
+  (and Ctrl+A/E/U/K); PgUp/PgDn scroll, Esc back to the newest; F2 or Ctrl+W opens the
+  wire view (each own line, its token, the server's answer and its token), Tab switches
+  the pane PgUp/PgDn scroll; Ctrl+L repaints; /who, /quit, Ctrl+C (twice: at once).
+
 Keys:
   as for `host-chat server`: --key-file, else HOST_CHAT_KEY, else the default key file
   (~/.config/host-chat/key, created on first use). Use the server's key: with another
@@ -60,6 +66,7 @@ Examples:
   host-chat client                               # the server on this machine
   host-chat client 192.168.1.20:12345 --nick ann --room dev
   host-chat client chat.example.org:12345 --show-wire   # see the tokens
+  host-chat client 192.168.1.20:12345 --tui      # the full-screen UI
   echo hello | host-chat client --json           # one JSON object per event";
 
 const DEMO_HELP: &str = "\
@@ -69,7 +76,8 @@ terminal can join with the command it prints. The server stops when the demo end
 
 Examples:
   host-chat demo
-  host-chat demo --nick ann --no-wire";
+  host-chat demo --nick ann --no-wire
+  host-chat demo --tui                    # full screen; F2 shows or hides the wire";
 
 const KEYGEN_HELP: &str = "\
 Examples:
@@ -157,6 +165,14 @@ pub enum Command {
     /// Try the chat on this machine: a private server and a client, no setup needed.
     #[command(after_help = DEMO_HELP)]
     Demo(DemoArgs),
+
+    /// Measure a server: N clients send M messages; throughput, latency, losses.
+    #[command(after_help = crate::bench::HELP)]
+    Bench(crate::bench::BenchArgs),
+
+    /// The plain relay (no cryptography) that `bench --mode plain` is compared with.
+    #[command(hide = true)]
+    BenchRelay(crate::bench::RelayArgs),
 }
 
 /// The default server port.
@@ -248,6 +264,11 @@ pub struct ChatArgs {
     /// the text for people (errors too, as {"event":"error",...}).
     #[arg(long)]
     pub json: bool,
+
+    /// A full-screen terminal UI: the conversation, an input line with history, a status
+    /// bar, and the wire view (F2) with every own line's tokens.
+    #[arg(long, conflicts_with = "json")]
+    pub tui: bool,
 }
 
 /// Options of `demo`.
@@ -268,6 +289,10 @@ pub struct DemoArgs {
     /// Print one JSON object per event instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// A full-screen terminal UI (the wire view, F2, open unless --no-wire).
+    #[arg(long, conflicts_with = "json")]
+    pub tui: bool,
 }
 
 /// Options of `decrypt`.

@@ -8,14 +8,20 @@
 //! - [`commands`]: the token tools (`keygen`, `encrypt`, `decrypt`, `rotate`);
 //! - [`chat`]: the chat (`server`, `client`, `demo`);
 //! - [`net`]: the mio event loop that drives chat_core's state machines;
+//! - [`mmsg`]: datagrams in batches (`recvmmsg`/`sendmmsg`);
+//! - [`bench`]: the load generator (`bench`) and its plain baseline relay;
+//! - [`ui`]: the terminal UI of `client --tui` and `demo --tui` (ratatui);
 //! - [`error`]: failures and their exit status.
 
+pub mod bench;
 pub mod chat;
 pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod keys;
+pub mod mmsg;
 pub mod net;
+pub mod ui;
 
 use crate::cli::{Cli, Command};
 use crate::commands::Io;
@@ -34,6 +40,8 @@ pub fn run(cli: &Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Server(args) => chat::server::run(cli, args, io.key_env.take()),
         Command::Client(args) => chat::client::run_cli(cli, args, io.key_env.take()),
         Command::Demo(args) => chat::demo::run(args),
+        Command::Bench(args) => bench::run(cli, args, io.key_env.take()),
+        Command::BenchRelay(args) => bench::run_relay(args),
     }
 }
 

@@ -5,14 +5,19 @@
 //!
 //! 1. wait (mio `Poll`) until a datagram, a wake-up from another thread (standard input,
 //!    signals), or the earliest deadline of the machine and of the application;
-//! 2. drain the socket until `WouldBlock`, feeding each datagram to the machine;
+//! 2. drain the socket until `WouldBlock`, [`BATCH`](crate::mmsg::BATCH) datagrams per
+//!    system call, feeding each datagram to the machine and sending what it has ready
+//!    after each batch;
 //! 3. run the machine's timers if they are due;
 //! 4. let the application act ([`Machine::app`]): its input, the machine's events;
-//! 5. send every datagram the machine has ready; if the socket is full, keep the one in
-//!    hand and wait until it is writable.
+//! 5. send every datagram the machine has ready, in batches; if the socket is full, keep
+//!    the batch in hand and wait until it is writable.
+//!
+//! The buffers are allocated once: nothing is allocated per datagram.
 //!
 //! Core time is milliseconds since the loop's start ([`Clock`]).
 
+use crate::mmsg::{self, Datagrams};
 use chat_core::time::{Instant, WallClock};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -153,19 +158,20 @@ impl Endpoint {
         self.socket.local_addr()
     }
 
-    fn send(&self, to: SocketAddr, datagram: &[u8]) -> io::Result<usize> {
-        match self.peer {
-            Some(_) => self.socket.send(datagram),
-            None => self.socket.send_to(datagram, to),
-        }
+    fn send(&self, batch: &Datagrams, from: usize) -> io::Result<usize> {
+        mmsg::send(&self.socket, batch, from, self.peer.is_some())
     }
 
-    fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        match self.peer {
-            Some(peer) => self.socket.recv(buf).map(|n| (n, peer)),
-            None => self.socket.recv_from(buf),
-        }
+    fn recv(&self, batch: &mut Datagrams) -> io::Result<usize> {
+        mmsg::recv(&self.socket, batch, self.peer)
     }
+}
+
+/// Datagrams the machine has made, and how many of them are already sent.
+#[derive(Debug)]
+struct Outgoing {
+    batch: Datagrams,
+    sent: usize,
 }
 
 /// Runs `machine` on `endpoint` until it says [`Step::Stop`]. `max_datagram` sizes the
@@ -177,10 +183,13 @@ pub fn run(
     machine: &mut dyn Machine,
 ) -> io::Result<()> {
     let mut events = Events::with_capacity(64);
-    let mut recv_buf = vec![0u8; max_datagram + 1];
-    let mut send_buf = vec![0u8; max_datagram];
-    // A datagram the socket had no room for, sent first when it is writable.
-    let mut pending: Option<(SocketAddr, Vec<u8>)> = None;
+    // One byte more than the largest datagram, so that longer ones are seen as such.
+    let mut incoming = Datagrams::new(max_datagram + 1);
+    // Made but not yet sent (the socket was full): sent first when it is writable.
+    let mut outgoing = Outgoing {
+        batch: Datagrams::new(max_datagram),
+        sent: 0,
+    };
     let mut timeout = Some(Duration::ZERO);
     loop {
         match endpoint.poll.poll(&mut events, timeout) {
@@ -191,11 +200,15 @@ pub fn run(
         let readable = events.iter().any(|event| event.token() == SOCKET);
         if readable {
             loop {
-                match endpoint.recv(&mut recv_buf) {
-                    Ok((n, from)) => {
+                match endpoint.recv(&mut incoming) {
+                    Ok(n) => {
                         let now = clock.now();
-                        let n = n.min(recv_buf.len());
-                        machine.handle_datagram(now, from, &mut recv_buf[..n]);
+                        for i in 0..n {
+                            let (datagram, from) = incoming.get_mut(i);
+                            machine.handle_datagram(now, from, datagram);
+                        }
+                        // Answer as we go: a long backlog must not hold every reply back.
+                        flush(endpoint, clock, machine, &mut outgoing);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -220,12 +233,12 @@ pub fn run(
         let app_deadline = match step {
             Step::Stop => {
                 // Push out what is ready (a goodbye, say) before stopping.
-                flush(endpoint, clock, machine, &mut pending, &mut send_buf);
+                flush(endpoint, clock, machine, &mut outgoing);
                 return Ok(());
             }
             Step::Continue(deadline) => deadline,
         };
-        flush(endpoint, clock, machine, &mut pending, &mut send_buf);
+        flush(endpoint, clock, machine, &mut outgoing);
 
         let deadline = match (machine.poll_timeout(), app_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -239,48 +252,33 @@ pub fn run(
     }
 }
 
-/// Sends what the machine has ready, until it has nothing or the socket is full.
-fn flush(
-    endpoint: &Endpoint,
-    clock: &Clock,
-    machine: &mut dyn Machine,
-    pending: &mut Option<(SocketAddr, Vec<u8>)>,
-    buf: &mut [u8],
-) {
-    if let Some((to, datagram)) = pending.take()
-        && !send_one(endpoint, clock, machine, to, &datagram)
-    {
-        *pending = Some((to, datagram));
-        return;
-    }
-    let now = clock.now();
-    while let Some((to, len)) = machine.poll_transmit(now, buf) {
-        let datagram = &buf[..len.min(buf.len())];
-        if !send_one(endpoint, clock, machine, to, datagram) {
-            *pending = Some((to, datagram.to_vec()));
-            return;
-        }
-    }
-}
-
-/// Sends one datagram; `false` if the socket is full (try again when writable).
-fn send_one(
-    endpoint: &Endpoint,
-    clock: &Clock,
-    machine: &mut dyn Machine,
-    to: SocketAddr,
-    datagram: &[u8],
-) -> bool {
+/// Sends what the machine has ready, in batches, until it has nothing or the socket is
+/// full.
+fn flush(endpoint: &Endpoint, clock: &Clock, machine: &mut dyn Machine, out: &mut Outgoing) {
     loop {
-        match endpoint.send(to, datagram) {
-            Ok(_) => return true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                // Lost like any datagram; the machine retransmits if it matters.
-                machine.socket_error(clock.now(), &e);
-                return true;
+        while out.sent < out.batch.len() {
+            match endpoint.send(&out.batch, out.sent) {
+                Ok(n) => out.sent += n.max(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Lost like any datagram; the machine retransmits if it matters.
+                    machine.socket_error(clock.now(), &e);
+                    out.sent += 1;
+                }
             }
+        }
+        out.batch.clear();
+        out.sent = 0;
+        let now = clock.now();
+        while !out.batch.is_full() {
+            match machine.poll_transmit(now, out.batch.next_buf()) {
+                Some((to, len)) => out.batch.push(len, to),
+                None => break,
+            }
+        }
+        if out.batch.is_empty() {
+            return;
         }
     }
 }

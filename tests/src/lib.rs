@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::io::{self, BufRead, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -163,6 +164,33 @@ pub fn host_chat() -> Command {
         .env("HOME", &nowhere)
         .env("XDG_CONFIG_HOME", &nowhere);
     cmd
+}
+
+/// A `host-chat server` on a free port of 127.0.0.1 with `key` and the `extra` options;
+/// it reports the port it got (`--print-port`). Killed on drop, like every [`Running`].
+#[derive(Debug)]
+pub struct ChatServer {
+    pub process: Running,
+    pub addr: SocketAddr,
+}
+
+impl ChatServer {
+    pub fn start(key: &str, extra: &[&str]) -> Self {
+        let mut cmd = host_chat();
+        cmd.args(["server", "--bind", "127.0.0.1:0", "--print-port"])
+            .args(extra)
+            .env("HOST_CHAT_KEY", key);
+        let mut process = Running::spawn("server", &mut cmd);
+        let port: u16 = process
+            .wait_for(Duration::from_secs(10), |_| true)
+            .trim()
+            .parse()
+            .expect("the server prints its port first");
+        Self {
+            process,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
 }
 
 /// What a finished process left.

@@ -5,7 +5,7 @@
 //! has a deadline; every child is killed when its guard drops.
 
 use chat_core::fernet::{Key, token_len};
-use e2e_tests::{Running, SplitMix, host_chat, python, run};
+use e2e_tests::{ChatServer, Running, SplitMix, host_chat, python, run};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io;
@@ -19,26 +19,8 @@ const K2: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// Generous bound for anything that should take milliseconds on loopback.
 const QUICK: Duration = Duration::from_secs(10);
 
-/// A running server and its address.
-struct Server {
-    process: Running,
-    addr: SocketAddr,
-}
-
-fn server(key: &str) -> Server {
-    let mut cmd = host_chat();
-    cmd.args(["server", "--bind", "127.0.0.1:0", "--print-port"])
-        .env("HOST_CHAT_KEY", key);
-    let mut process = Running::spawn("server", &mut cmd);
-    let line = process.wait_for(QUICK, |_| true);
-    let port: u16 = line
-        .trim()
-        .parse()
-        .expect("the server prints its port first");
-    Server {
-        process,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    }
+fn server(key: &str) -> ChatServer {
+    ChatServer::start(key, &[])
 }
 
 fn client_cmd(key: &str, addr: SocketAddr, nick: &str) -> Command {

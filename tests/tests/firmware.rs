@@ -2,7 +2,7 @@
 //! the user-space UDP bridge) against a real `host-chat server`, with a `host-chat
 //! client` as the other member. 127.0.0.1 and ephemeral ports only; every wait bounded.
 
-use e2e_tests::{Running, bin_of, host_chat};
+use e2e_tests::{ChatServer, Running, bin_of, host_chat};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -19,16 +19,8 @@ fn unix_now() -> u64 {
 }
 
 fn server() -> (Running, SocketAddr) {
-    let mut cmd = host_chat();
-    cmd.args(["server", "--bind", "127.0.0.1:0", "--print-port"])
-        .env("HOST_CHAT_KEY", KEY);
-    let mut process = Running::spawn("server", &mut cmd);
-    let port: u16 = process
-        .wait_for(QUICK, |_| true)
-        .trim()
-        .parse()
-        .expect("the server prints its port first");
-    (process, SocketAddr::from(([127, 0, 0, 1], port)))
+    let server = ChatServer::start(KEY, &[]);
+    (server.process, server.addr)
 }
 
 fn device(addr: SocketAddr, nick: &str) -> Running {

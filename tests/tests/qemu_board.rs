@@ -12,7 +12,7 @@
 //! a fresh key reach it on QEMU's semihosting command line (`-append`).
 
 use chat_core::fernet::{KEY_TEXT_LEN, Key};
-use e2e_tests::{Running, host_chat, run, workspace_root};
+use e2e_tests::{ChatServer, Running, host_chat, run, workspace_root};
 use serde_json::Value;
 use std::io;
 use std::path::PathBuf;
@@ -104,16 +104,8 @@ fn fresh_key() -> String {
 }
 
 fn server(key: &str) -> (Running, u16) {
-    let mut cmd = host_chat();
-    cmd.args(["server", "--bind", "127.0.0.1:0", "--print-port"])
-        .env("HOST_CHAT_KEY", key);
-    let mut process = Running::spawn("server", &mut cmd);
-    let port = process
-        .wait_for(QUICK, |_| true)
-        .trim()
-        .parse()
-        .expect("the server prints its port first");
-    (process, port)
+    let server = ChatServer::start(key, &[]);
+    (server.process, server.addr.port())
 }
 
 /// QEMU running the image: its stdout is the firmware's semihosting output.

@@ -323,6 +323,11 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
         self.session
     }
 
+    /// The epoch of the room we were welcomed into (0 before): room messages carry it.
+    pub fn room_epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The longest line [`send`](Self::send) accepts.
     pub fn max_text_len(&self) -> usize {
         max_text_len(self.max_datagram).min(TEXT)
@@ -426,7 +431,13 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
             Plaintext::Frame(repr) => repr,
             Plaintext::Legacy(_) => return Err(Dropped::Unexpected),
         };
-        if repr.session != self.session && repr.session != 0 {
+        // Room messages name the room (its epoch), everything else our session: a
+        // token captured in another room or session is not ours.
+        let addressee = match repr.body {
+            Body::Deliver { .. } => self.epoch,
+            _ => self.session,
+        };
+        if repr.session != addressee {
             return Err(Dropped::Unexpected);
         }
         let unix_now = self.clock.unix_secs(now);

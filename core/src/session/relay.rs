@@ -22,6 +22,16 @@ const REPLIES: usize = 32;
 const LEGACY_SEEN: usize = 256;
 /// Events kept for the driver.
 const EVENTS: usize = 64;
+/// Sessions that are gone (left, timed out, replaced), remembered so that a replay of
+/// their old Join is not taken for a new member.
+const GONE: usize = 128;
+/// Room-message tokens kept for reuse: every member due the same `Deliver` (which
+/// carries the room's epoch, not a member's session, so the frame is the same for all) gets the same token, encrypted
+/// once. A few, so that members of rooms served in turn do not evict each other.
+const SEALED: usize = 4;
+/// Longest token kept for reuse; longer ones (a raised `max_datagram`) are sealed for
+/// every member.
+const SEALED_MAX: usize = DEFAULT_MAX_DATAGRAM;
 
 /// How a relay behaves; [`RelayConfig::default`] gives the defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +157,8 @@ struct Room<const HISTORY: usize, const TEXT: usize> {
     members: u16,
     /// Since when a full history has been held back for a slow member.
     stalled_since: Option<Instant>,
+    /// Since when receipts have been held back for a slow member (see `member_due`).
+    paced_since: Option<Instant>,
 }
 
 impl<const HISTORY: usize, const TEXT: usize> Room<HISTORY, TEXT> {
@@ -201,6 +213,28 @@ struct Member<A> {
     rto: Duration,
 }
 
+/// A sealed room message, for the next members due the same frame.
+#[derive(Clone, Debug)]
+struct Sealed {
+    room: usize,
+    epoch: u64,
+    seq: u64,
+    legacy: bool,
+    /// The token's timestamp: a token is reused only within the second it was made.
+    timestamp: u64,
+    token: Vec<u8, SEALED_MAX>,
+}
+
+/// A session that is no longer a member.
+#[derive(Clone, Copy, Debug)]
+struct Gone {
+    session: u64,
+    /// Unix seconds when it went: only a Join made later can be its client coming back.
+    at: u64,
+    /// It said goodbye: it never comes back.
+    left: bool,
+}
+
 /// A reply to an address that is not (or no longer) a member.
 #[derive(Clone, Copy, Debug)]
 struct Reply<A> {
@@ -244,10 +278,13 @@ pub struct Relay<
     members: Vec<Member<A>, MEMBERS>,
     rooms: Vec<Option<Room<HISTORY, TEXT>>, ROOMS>,
     replies: Deque<Reply<A>, REPLIES>,
-    left_sessions: Deque<u64, 64>,
+    gone: Deque<Gone, GONE>,
+    /// Unix seconds as of the last input, for stamping what goes.
+    unix_now: u64,
     legacy_seen: Deque<([u8; 24], u64), LEGACY_SEEN>,
     legacy_count: u32,
     cursor: usize,
+    sealed: Deque<Sealed, SEALED>,
     events: Deque<RelayEvent<A>, EVENTS>,
     stats: Stats,
 }
@@ -276,10 +313,12 @@ impl<
             members: Vec::new(),
             rooms,
             replies: Deque::new(),
-            left_sessions: Deque::new(),
+            gone: Deque::new(),
+            unix_now: 0,
             legacy_seen: Deque::new(),
             legacy_count: 0,
             cursor: 0,
+            sealed: Deque::new(),
             events: Deque::new(),
             stats: Stats::default(),
         }
@@ -341,6 +380,7 @@ impl<
             fingerprint.copy_from_slice(part);
         }
         let unix_now = self.clock.unix_secs(now);
+        self.unix_now = unix_now.unwrap_or(0);
         let opened = open(&self.keys, datagram)?;
         let age = judge_age(opened.timestamp, self.config.ttl, unix_now);
         match opened.plaintext {
@@ -358,7 +398,7 @@ impl<
                     }
                 }
                 age?;
-                self.on_frame(now, from, repr)
+                self.on_frame(now, from, repr, opened.timestamp)
             }
         }
     }
@@ -379,10 +419,16 @@ impl<
             .position(|m| m.session == session && !m.legacy)
     }
 
-    fn on_frame(&mut self, now: Instant, from: A, repr: Repr<'_>) -> Result<(), Dropped> {
+    fn on_frame(
+        &mut self,
+        now: Instant,
+        from: A,
+        repr: Repr<'_>,
+        timestamp: u64,
+    ) -> Result<(), Dropped> {
         let session = repr.session;
         if let Body::Join { nick, room } = repr.body {
-            return self.on_join(now, from, session, nick, room);
+            return self.on_join(now, from, session, nick, room, timestamp);
         }
         let Some(index) = self.member_by_session(session) else {
             return match repr.body {
@@ -414,10 +460,6 @@ impl<
             }
             Body::Leave => {
                 self.remove_member(index, LeaveReason::Left);
-                if self.left_sessions.is_full() {
-                    let _ = self.left_sessions.pop_front();
-                }
-                let _ = self.left_sessions.push_back(session);
                 self.reply(from, session, ReplyKind::Bye)
             }
             _ => Err(Dropped::Unexpected),
@@ -431,6 +473,7 @@ impl<
         session: u64,
         nick: &str,
         room: &str,
+        timestamp: u64,
     ) -> Result<(), Dropped> {
         if let Some(index) = self.member_by_session(session) {
             // Our welcome was lost (or this is a replay): welcome again, to the member's
@@ -440,9 +483,14 @@ impl<
             }
             return Err(Dropped::Duplicate);
         }
-        if self.left_sessions.iter().any(|&s| s == session) {
-            // Sessions that said goodbye never come back: this is a replayed join.
-            return Err(Dropped::Duplicate);
+        if let Some(i) = self.gone.iter().position(|g| g.session == session) {
+            let gone = self.gone.iter().nth(i).copied();
+            if gone.is_some_and(|g| g.left || timestamp <= g.at) {
+                // Said goodbye, or a Join made before the session went: a replay.
+                return Err(Dropped::Duplicate);
+            }
+            // A Join made after the session was dropped: its client, coming back.
+            self.forget_gone(i);
         }
         if let Some(old) = self.members.iter().position(|m| m.addr == from) {
             self.remove_member(old, LeaveReason::Replaced);
@@ -477,6 +525,7 @@ impl<
             history: Deque::new(),
             members: 0,
             stalled_since: None,
+            paced_since: None,
         });
         Some(index)
     }
@@ -559,11 +608,31 @@ impl<
         }
     }
 
+    /// Removes entry `i` of `gone`, keeping the others in order.
+    fn forget_gone(&mut self, i: usize) {
+        let mut kept: Deque<Gone, GONE> = Deque::new();
+        for (j, gone) in self.gone.iter().enumerate() {
+            if j != i {
+                let _ = kept.push_back(*gone);
+            }
+        }
+        self.gone = kept;
+    }
+
     fn remove_member(&mut self, index: usize, reason: LeaveReason) {
         if index >= self.members.len() {
             return;
         }
         let member = self.members.swap_remove(index);
+        if self.gone.is_full() {
+            // The oldest first: by then its Joins are usually past the TTL.
+            let _ = self.gone.pop_front();
+        }
+        let _ = self.gone.push_back(Gone {
+            session: member.session,
+            at: self.unix_now,
+            left: reason == LeaveReason::Left,
+        });
         let room_index = member.room;
         let room_name = self
             .room(room_index)
@@ -764,6 +833,7 @@ impl<
     /// Runs the timers that are due at `now`: drops silent members, starts
     /// retransmission rounds.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.unix_now = self.clock.unix_secs(now).unwrap_or(0);
         let mut index = 0;
         while let Some(member) = self.members.get_mut(index) {
             if now - member.last_heard >= self.config.member_timeout {
@@ -810,18 +880,69 @@ impl<
         for step in 0..count {
             let index = self.cursor.wrapping_add(step) % count.max(1);
             if let Some(due) = self.member_due(now, index) {
-                self.cursor = index;
+                // Round robin, one datagram per member per turn: every member gets room
+                // message n before any gets n + 1, and the sealed token of n is reused.
+                self.cursor = index.wrapping_add(1);
                 let addr = self.members.get(index)?.addr;
-                let len = self.emit_due(index, due, buf)?;
-                let len = seal_bytes_in_place(&self.keys, &mut self.rng, timestamp, len, buf)?;
-                if matches!(due, MemberDue::Deliver(_)) {
-                    self.stats.delivered = self.stats.delivered.saturating_add(1);
-                }
+                let len = match due {
+                    MemberDue::Deliver(seq) => {
+                        self.stats.delivered = self.stats.delivered.saturating_add(1);
+                        self.seal_deliver(index, seq, timestamp, buf)?
+                    }
+                    _ => {
+                        let len = self.emit_due(index, due, buf)?;
+                        seal_bytes_in_place(&self.keys, &mut self.rng, timestamp, len, buf)?
+                    }
+                };
                 return Some((addr, len));
             }
         }
         self.cursor = self.cursor.wrapping_add(1);
         None
+    }
+
+    /// The token of room message `seq` for member `index`: the one already sealed for
+    /// another member this second if there is one, else a new one (kept for the others).
+    fn seal_deliver(
+        &mut self,
+        index: usize,
+        seq: u64,
+        timestamp: u64,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let member = self.members.get(index)?;
+        let (room, legacy) = (member.room, member.legacy);
+        let epoch = self.room(room)?.epoch;
+        let same = |s: &Sealed| {
+            s.seq == seq
+                && s.room == room
+                && s.epoch == epoch
+                && s.legacy == legacy
+                && s.timestamp == timestamp
+        };
+        if let Some(sealed) = self.sealed.iter().find(|s| same(s)) {
+            let len = sealed.token.len();
+            buf.get_mut(..len)?.copy_from_slice(&sealed.token);
+            return Some(len);
+        }
+        let len = self.emit_due(index, MemberDue::Deliver(seq), buf)?;
+        let len = seal_bytes_in_place(&self.keys, &mut self.rng, timestamp, len, buf)?;
+        if let Some(token) = buf.get(..len)
+            && let Ok(token) = Vec::from_slice(token)
+        {
+            if self.sealed.is_full() {
+                let _ = self.sealed.pop_front();
+            }
+            let _ = self.sealed.push_back(Sealed {
+                room,
+                epoch,
+                seq,
+                legacy,
+                timestamp,
+                token,
+            });
+        }
+        Some(len)
     }
 
     /// Picks what a member needs next, and books it as sent.
@@ -841,6 +962,48 @@ impl<
             }
         }
         let window = self.config.window;
+        // Pacing: a member's line is answered once every member of the room has room
+        // for it in its window. Senders (whose outbox is bounded) then go at the pace
+        // of the slowest reader instead of filling the history and having lines
+        // dropped (see `hold_back`), which would cost them a retransmission timeout.
+        // Like `hold_back`, the room waits for a slow member up to the stall limit, then
+        // stops waiting until it has caught up.
+        let room_index = member.room;
+        let paced_from = match member.receipts_due.front() {
+            Some(_) if !member.legacy => {
+                let stalled = [room.paced_since, room.stalled_since]
+                    .into_iter()
+                    .flatten()
+                    .any(|since| now - since >= self.config.stall_limit);
+                let slowest = self
+                    .members
+                    .iter()
+                    .filter(|m| m.room == room_index && !m.legacy)
+                    .map(|m| m.acked)
+                    .min();
+                slowest
+                    .filter(|_| !stalled)
+                    .map_or(u64::MAX, |s| s.saturating_add(window))
+            }
+            _ => u64::MAX,
+        };
+        if let Some(receipt) = member.receipts_due.front()
+            && receipt.seq != REFUSED_SEQ
+            && !member.legacy
+        {
+            let held = receipt.seq >= paced_from;
+            let caught_up = self
+                .members
+                .iter()
+                .filter(|m| m.room == room_index && !m.legacy)
+                .all(|m| receipt.seq < m.acked.saturating_add(window));
+            let room = self.room_mut(room_index)?;
+            if held {
+                room.paced_since.get_or_insert(now);
+            } else if caught_up {
+                room.paced_since = None;
+            }
+        }
         let member = self.members.get_mut(index)?;
         if own_lines > 0 {
             member.sent_upto = member.sent_upto.saturating_add(own_lines);
@@ -850,7 +1013,10 @@ impl<
             member.welcome_due = false;
             return Some(MemberDue::Welcome);
         }
-        if let Some(receipt) = member.receipts_due.pop_front() {
+        if let Some(receipt) = member.receipts_due.front().copied()
+            && (receipt.seq == REFUSED_SEQ || receipt.seq < paced_from)
+        {
+            let _ = member.receipts_due.pop_front();
             return Some(MemberDue::Receipt(receipt));
         }
         if let Some(counter) = member.pong_due.take() {
@@ -912,13 +1078,21 @@ impl<
                 to,
             },
             MemberDue::Deliver(seq) => {
+                // The room's epoch in place of a session: the frame is the room's, the
+                // same for every member, so one token serves them all (see
+                // `seal_deliver`), and a replay of it can only reach this room.
                 let entry = room.get(seq)?;
-                Body::Deliver {
-                    seq,
-                    notice: entry.notice,
-                    nick: &entry.nick,
-                    text: &entry.text,
+                return Repr {
+                    session: room.epoch,
+                    body: Body::Deliver {
+                        seq,
+                        notice: entry.notice,
+                        nick: &entry.nick,
+                        text: &entry.text,
+                    },
                 }
+                .emit(buf)
+                .ok();
             }
             MemberDue::Who => {
                 let mut storage = [0u8; 512];

@@ -4,6 +4,7 @@
 use crate::cli::{ChatArgs, Cli, ClientArgs};
 use crate::keys::Ring;
 use crate::net::{self, Clock, Endpoint, Machine, Step};
+use crate::ui::{self, Tui, TuiState};
 use anyhow::Context as _;
 use chat_core::fernet::plaintext_buf_len;
 use chat_core::session::{Client, ClientConfig, ClientEvent, ClientState, SendError};
@@ -76,6 +77,8 @@ enum Input {
     Line(String),
     NotUtf8,
     Eof,
+    /// `--tui`: a key, a resize...
+    Term(ui::Event),
 }
 
 fn spawn_stdin(waker: Arc<mio::Waker>) -> anyhow::Result<Receiver<Input>> {
@@ -113,6 +116,11 @@ fn spawn_stdin(waker: Arc<mio::Waker>) -> anyhow::Result<Receiver<Input>> {
 /// Runs a client session until it is closed: joins, sends standard input's lines,
 /// prints the room.
 pub fn run(ring: Ring, options: &Options) -> anyhow::Result<()> {
+    run_with(ring, options, &[])
+}
+
+/// As [`run`], first showing the lines of `intro`.
+pub fn run_with(ring: Ring, options: &Options, intro: &[String]) -> anyhow::Result<()> {
     let nick = super::default_nick(options.chat.nick.as_deref());
     let room = options.chat.room.clone();
     let config = ClientConfig {
@@ -148,17 +156,30 @@ pub fn run(ring: Ring, options: &Options) -> anyhow::Result<()> {
     let mut endpoint =
         Endpoint::new(socket, Some(options.server)).context("cannot set up the event loop")?;
     let signals = net::signals(endpoint.waker())?;
-    let input = spawn_stdin(endpoint.waker())?;
+    let server = if options.server_name.contains(':') {
+        options.server_name.clone()
+    } else {
+        options.server.to_string()
+    };
+    let (tui, input) = if options.chat.tui {
+        let status = ui::Status::new(&server, &room, &nick);
+        let tui = Tui::start(TuiState::new(status, options.chat.show_wire))?;
+        let (tx, rx) = mpsc::channel();
+        ui::spawn_events(tx, endpoint.waker(), |event| {
+            event.map_or(Input::Eof, Input::Term)
+        })
+        .context("cannot start the terminal thread")?;
+        (Some(tui), rx)
+    } else {
+        (None, spawn_stdin(endpoint.waker())?)
+    };
     let mut chat = ChatClient {
         client,
         ring,
-        server: if options.server_name.contains(':') {
-            options.server_name.clone()
-        } else {
-            options.server.to_string()
-        },
-        show_wire: options.chat.show_wire,
+        server,
+        show_wire: options.chat.show_wire || tui.is_some(),
         json: options.chat.json,
+        tui,
         input,
         signals,
         backlog: VecDeque::new(),
@@ -171,6 +192,9 @@ pub fn run(ring: Ring, options: &Options) -> anyhow::Result<()> {
         next_clock_sync: now + CLOCK_SYNC,
         clock,
     };
+    for line in intro {
+        chat.info("intro", line, json!({}));
+    }
     chat.info(
         "starting",
         &format!("joining room {room} on {} as {nick}...", chat.server),
@@ -190,6 +214,8 @@ struct ChatClient {
     server: String,
     show_wire: bool,
     json: bool,
+    /// `--tui`: the screen, which takes every event instead of stdout and stderr.
+    tui: Option<Tui>,
     input: Receiver<Input>,
     signals: Receiver<i32>,
     /// Lines that met a full outbox, sent as soon as there is room.
@@ -209,7 +235,10 @@ struct ChatClient {
 
 impl ChatClient {
     /// Shows an event: `text` for people (stdout), or `fields` with `event` as JSON.
-    fn show(&self, event: &str, text: &str, fields: Value) {
+    fn show(&mut self, event: &str, text: &str, fields: Value) {
+        if self.in_tui(event, text, &fields) {
+            return;
+        }
         if self.json {
             net::out(&with_event(event, fields).to_string());
         } else {
@@ -218,7 +247,10 @@ impl ChatClient {
     }
 
     /// Shows a status line: on stderr for people, as JSON on stdout.
-    fn info(&self, event: &str, text: &str, fields: Value) {
+    fn info(&mut self, event: &str, text: &str, fields: Value) {
+        if self.in_tui(event, text, &fields) {
+            return;
+        }
         if self.json {
             net::out(&with_event(event, fields).to_string());
         } else {
@@ -226,12 +258,71 @@ impl ChatClient {
         }
     }
 
-    fn error(&self, text: &str) {
+    fn error(&mut self, text: &str) {
+        if self.in_tui("error", text, &json!({})) {
+            return;
+        }
         if self.json {
             net::out(&json!({"event": "error", "message": text}).to_string());
         } else {
             net::err(text);
         }
+    }
+
+    /// `--tui`: hands an event to the screen; `false` without one.
+    fn in_tui(&mut self, event: &str, text: &str, fields: &Value) -> bool {
+        let now = self.now_hms();
+        match &mut self.tui {
+            Some(tui) => {
+                tui.state.on_event(event, text, fields, &now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `--tui`: one event of the terminal; `true` to stop at once.
+    fn terminal_event(&mut self, now: Instant, event: ui::Event) -> bool {
+        let Some(tui) = &mut self.tui else {
+            return false;
+        };
+        // Other events (a resize) only need the redraw that follows every turn.
+        let ui::Event::Key(key) = event else {
+            return false;
+        };
+        match ui::on_key(&mut tui.state, key) {
+            Some(ui::Action::Line(line)) => self.line(line),
+            Some(ui::Action::Who) => self.client.request_members(),
+            Some(ui::Action::Quit) => self.quit(now),
+            Some(ui::Action::Interrupt) => return self.interrupt(now),
+            Some(ui::Action::Redraw) => {
+                let _ = tui.clear();
+            }
+            None => {}
+        }
+        false
+    }
+
+    /// `--tui`: brings the status bar up to date and draws the screen.
+    fn redraw(&mut self) {
+        let Some(tui) = &mut self.tui else { return };
+        let status = &mut tui.state.status;
+        status.members = self.client.members();
+        status.conn = ui::Conn::of(self.client.state(), status.lost);
+        status.rtt_ms = self.client.rtt().map(|rtt| rtt.millis());
+        // A terminal that cannot be written to is gone: its reader thread says so.
+        let _ = tui.draw();
+    }
+
+    /// Ctrl+C, SIGINT or SIGTERM: leave now; `true` to stop at once (the second time).
+    fn interrupt(&mut self, now: Instant) -> bool {
+        if self.leaving {
+            // A second Ctrl+C: do not wait for the server's goodbye.
+            return true;
+        }
+        self.info("leaving", "leaving...", json!({}));
+        self.leave(now);
+        false
     }
 
     fn now_hms(&self) -> String {
@@ -463,21 +554,19 @@ impl ChatClient {
         false
     }
 
-    /// `--show-wire`: describes a datagram if it is one of ours (a chat line out, or the
-    /// server's receipt in).
+    /// `--show-wire` (and the wire view of `--tui`): describes a datagram if it is one of
+    /// ours (a chat line out, or the server's receipt in).
     fn show_wire(&mut self, outgoing: bool, datagram: &[u8]) {
-        let mut plain = vec![0u8; plaintext_buf_len(datagram.len())];
-        let Ok((opened, _)) = self.ring.decrypt(datagram, None, &mut plain) else {
-            return;
-        };
-        let Ok(Plaintext::Frame(repr)) = Plaintext::parse(opened.plaintext) else {
-            return;
-        };
-        let token = String::from_utf8_lossy(datagram);
-        match (outgoing, repr.body) {
-            (true, Body::Chat { msg_id, text }) => {
+        match describe_wire(&self.ring, outgoing, datagram) {
+            Some(Wire::Sent {
+                msg_id,
+                text,
+                token,
+            }) => {
                 let again = !self.wire_shown.insert(msg_id);
-                if self.json {
+                if let Some(tui) = &mut self.tui {
+                    tui.state.wire_sent(msg_id, &text, &token, again);
+                } else if self.json {
                     net::out(
                         &json!({"event": "wire", "direction": "out", "msg_id": msg_id, "text": text,
                                 "token": token, "retransmission": again})
@@ -491,23 +580,14 @@ impl ChatClient {
                     net::out(&format!("token: {token}"));
                 }
             }
-            (
-                false,
-                Body::Receipt {
-                    msg_id,
-                    seq,
-                    recipients,
-                },
-            ) => {
-                let summary = if seq == chat_core::session::REFUSED_SEQ {
-                    format!("receipt for line {msg_id}: refused")
-                } else {
-                    format!(
-                        "receipt for line {msg_id}: room message #{seq}, {recipients} member{}",
-                        if recipients == 1 { "" } else { "s" }
-                    )
-                };
-                if self.json {
+            Some(Wire::Receipt {
+                msg_id,
+                summary,
+                token,
+            }) => {
+                if let Some(tui) = &mut self.tui {
+                    tui.state.wire_response(msg_id, &summary, &token);
+                } else if self.json {
                     net::out(
                         &json!({"event": "wire", "direction": "in", "response": summary,
                                 "token": token})
@@ -518,8 +598,72 @@ impl ChatClient {
                     net::out(&format!("response token: {token}"));
                 }
             }
-            _ => {}
+            None => {}
         }
+    }
+}
+
+/// One of our datagrams, decrypted: what `--show-wire` and the wire view show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wire {
+    /// A chat line we sent.
+    Sent {
+        /// Its number on the wire.
+        msg_id: u32,
+        /// The original text.
+        text: String,
+        /// The token (the datagram).
+        token: String,
+    },
+    /// The server's receipt for one of our lines.
+    Receipt {
+        /// The line's number on the wire.
+        msg_id: u32,
+        /// What the receipt says.
+        summary: String,
+        /// The token (the datagram).
+        token: String,
+    },
+}
+
+/// Describes `datagram` if it is one of ours: a chat line out (`outgoing`), or the
+/// server's receipt in; `None` for anything else (pings, joins, room messages...).
+pub fn describe_wire(ring: &Ring, outgoing: bool, datagram: &[u8]) -> Option<Wire> {
+    let mut plain = vec![0u8; plaintext_buf_len(datagram.len())];
+    let (opened, _) = ring.decrypt(datagram, None, &mut plain).ok()?;
+    let Ok(Plaintext::Frame(repr)) = Plaintext::parse(opened.plaintext) else {
+        return None;
+    };
+    let token = String::from_utf8_lossy(datagram).into_owned();
+    match (outgoing, repr.body) {
+        (true, Body::Chat { msg_id, text }) => Some(Wire::Sent {
+            msg_id,
+            text: text.to_owned(),
+            token,
+        }),
+        (
+            false,
+            Body::Receipt {
+                msg_id,
+                seq,
+                recipients,
+            },
+        ) => {
+            let summary = if seq == chat_core::session::REFUSED_SEQ {
+                format!("receipt for line {msg_id}: refused")
+            } else {
+                format!(
+                    "receipt for line {msg_id}: room message #{seq}, {recipients} member{}",
+                    if recipients == 1 { "" } else { "s" }
+                )
+            };
+            Some(Wire::Receipt {
+                msg_id,
+                summary,
+                token,
+            })
+        }
+        _ => None,
     }
 }
 
@@ -562,13 +706,8 @@ impl Machine for ChatClient {
     fn app(&mut self, now: Instant) -> Step {
         use signal_hook::consts::{SIGINT, SIGTERM};
         while let Ok(signal) = self.signals.try_recv() {
-            if signal == SIGINT || signal == SIGTERM {
-                if self.leaving {
-                    // A second Ctrl+C: do not wait for the server's goodbye.
-                    return Step::Stop;
-                }
-                self.info("leaving", "leaving...", json!({}));
-                self.leave(now);
+            if (signal == SIGINT || signal == SIGTERM) && self.interrupt(now) {
+                return Step::Stop;
             }
         }
         while let Ok(input) = self.input.try_recv() {
@@ -576,6 +715,11 @@ impl Machine for ChatClient {
                 Input::Line(line) => self.line(line),
                 Input::NotUtf8 => self.error("not sent: the line is not UTF-8 text"),
                 Input::Eof => self.quit(now),
+                Input::Term(event) => {
+                    if self.terminal_event(now, event) {
+                        return Step::Stop;
+                    }
+                }
             }
         }
         if !self.leaving {
@@ -602,6 +746,7 @@ impl Machine for ChatClient {
         if let Some(by) = self.quit_by.filter(|_| !self.leaving) {
             deadline = deadline.min(by);
         }
+        self.redraw();
         Step::Continue(Some(deadline))
     }
 

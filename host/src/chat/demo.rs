@@ -29,6 +29,9 @@ impl Drop for ServerGuard {
 
 /// `host-chat demo`.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    if args.tui {
+        crate::ui::check_terminal()?;
+    }
     let key = super::fresh_key().map_err(anyhow::Error::msg)?;
     let mut text = Zeroizing::new([0u8; KEY_TEXT_LEN]);
     let key_text = Zeroizing::new(key.to_base64(&mut text).to_owned());
@@ -40,7 +43,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .env(keys::ENV_VAR, key_text.as_str())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // Under --tui, the server's log would scribble over the screen.
+        .stderr(if args.tui {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .spawn()
         .with_context(|| format!("cannot start the server ({})", exe.display()))?;
     let mut server = ServerGuard(child);
@@ -73,7 +81,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         Err(_) => anyhow::bail!("the server did not start within {START_TIMEOUT:?}"),
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    if args.json {
+    let mut intro = Vec::new();
+    if args.tui {
+        intro.push(format!(
+            "host-chat demo: a private server on {addr} with a fresh key (never saved). To \
+             join from another terminal on this machine: HOST_CHAT_KEY={} {} client {addr} \
+             --nick someone",
+            key_text.as_str(),
+            exe.display()
+        ));
+    } else if args.json {
         net::out(
             &serde_json::json!({"event": "demo", "server": addr.to_string(),
                                 "server_pid": server.0.id()})
@@ -96,11 +113,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             room: args.room.clone(),
             show_wire: !args.no_wire,
             json: args.json,
+            tui: args.tui,
         },
         max_datagram: chat_core::session::DEFAULT_MAX_DATAGRAM,
         ttl: 60,
     };
-    let result = client::run(ring, &options);
+    let result = client::run_with(ring, &options, &intro);
     drop(server);
     if !args.json {
         net::err("host-chat demo: server stopped");
