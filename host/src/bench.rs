@@ -15,8 +15,9 @@
 //!   sender gets a receipt, the others the line (fan-out N - 1);
 //! * `plain`: the same text without cryptography, against `host-chat bench-relay --plain`.
 
+use crate::chat::child::{Log, ServerChild};
 use crate::cli::Cli;
-use crate::keys::{self, Ring};
+use crate::keys::Ring;
 use crate::mmsg::{self, Datagrams};
 use crate::net::{self, Clock, Endpoint, Machine, Step};
 use anyhow::Context as _;
@@ -31,11 +32,11 @@ use serde_json::json;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::io::{self, BufRead as _, BufReader, IsTerminal as _};
+use std::io::{self, IsTerminal as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -157,7 +158,7 @@ pub struct RelayArgs {
     pub print_port: bool,
 }
 
-/// How long a server may take to start, and clients to join.
+/// How long clients may take to join.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// A legacy or plain line whose receipt has not come after this is counted as lost.
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -166,96 +167,34 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// Longest datagram handled.
 const MAX_DATAGRAM: usize = DEFAULT_MAX_DATAGRAM;
 
-/// Kills a spawned server when the run ends, however it ends.
-struct Spawned {
-    child: Child,
-    stderr: Option<Receiver<String>>,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Spawned {
-    /// Asks a `host-chat server` for its counters (SIGUSR1) and reads them from its log.
-    fn server_stats(&mut self) -> Option<(u64, u64, u64)> {
-        let stderr = self.stderr.as_ref()?;
-        while stderr.try_recv().is_ok() {}
-        Command::new("kill")
-            .args(["-USR1", &self.child.id().to_string()])
-            .status()
-            .ok()?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            let line = stderr.recv_timeout(left).ok()?;
-            if let Some(stats) = line.split("stats: ").nth(1) {
-                let number = |after: &str| -> Option<u64> {
-                    let head = stats.split(after).next()?;
-                    head.rsplit([' ', ','])
-                        .find(|w| !w.is_empty())?
-                        .parse()
-                        .ok()
-                };
-                return Some((
-                    number(" lines relayed")?,
-                    number(" deliveries sent")?,
-                    number(" retransmission rounds")?,
-                ));
-            }
+/// Asks a spawned `host-chat server` for its counters (SIGUSR1) and reads them from its
+/// log: lines relayed, deliveries sent, retransmission rounds.
+fn server_stats(server: &ServerChild) -> Option<(u64, u64, u64)> {
+    let log = server.log()?;
+    while log.try_recv().is_ok() {}
+    Command::new("kill")
+        .args(["-USR1", &server.id().to_string()])
+        .status()
+        .ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let line = log.recv_timeout(left).ok()?;
+        if let Some(stats) = line.split("stats: ").nth(1) {
+            let number = |after: &str| -> Option<u64> {
+                let head = stats.split(after).next()?;
+                head.rsplit([' ', ','])
+                    .find(|w| !w.is_empty())?
+                    .parse()
+                    .ok()
+            };
+            return Some((
+                number(" lines relayed")?,
+                number(" deliveries sent")?,
+                number(" retransmission rounds")?,
+            ));
         }
-        None
     }
-}
-
-/// Starts `program args` with the key in HOST_CHAT_KEY; its first stdout line is its port.
-fn spawn(mut cmd: Command, key_text: Option<&str>) -> anyhow::Result<(Spawned, SocketAddr)> {
-    if let Some(key) = key_text {
-        cmd.env(keys::ENV_VAR, key);
-    }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start the server ({cmd:?})"))?;
-    let mut spawned = Spawned {
-        child,
-        stderr: None,
-    };
-    if let Some(stderr) = spawned.child.stderr.take() {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        spawned.stderr = Some(rx);
-    }
-    let stdout = spawned.child.stdout.take().context("the server's stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let port: u16 = match rx.recv_timeout(START_TIMEOUT) {
-        Ok(line) => line.trim().parse().with_context(|| {
-            let log: Vec<String> = spawned
-                .stderr
-                .as_ref()
-                .map(|rx| rx.try_iter().collect())
-                .unwrap_or_default();
-            format!("the server did not start: {}", log.join("; "))
-        })?,
-        Err(_) => anyhow::bail!("the server did not start within {START_TIMEOUT:?}"),
-    };
-    Ok((spawned, SocketAddr::from(([127, 0, 0, 1], port))))
+    None
 }
 
 /// `host-chat bench`.
@@ -293,7 +232,7 @@ pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Re
         }
     }
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
-    let (mut spawned, server) = match kind {
+    let (spawned, server) = match kind {
         None => {
             let text = args.server.as_deref().unwrap_or("127.0.0.1:12345");
             (None, crate::chat::resolve_server(text)?)
@@ -313,7 +252,8 @@ pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Re
                 _ => cmd.arg("server"),
             };
             cmd.args(["--bind", "127.0.0.1:0", "--print-port"]);
-            let (spawned, addr) = spawn(cmd, key_text.as_deref().map(String::as_str))?;
+            let (spawned, addr) =
+                ServerChild::start(cmd, key_text.as_deref().map(String::as_str), Log::Keep)?;
             (Some(spawned), addr)
         }
     };
@@ -325,8 +265,8 @@ pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Re
     };
 
     let report = Bench::new(args, server, ring)?.run()?;
-    let server_stats = match (kind, spawned.as_mut()) {
-        (Some(SpawnKind::Host), Some(spawned)) => spawned.server_stats(),
+    let server_stats = match (kind, spawned.as_ref()) {
+        (Some(SpawnKind::Host), Some(spawned)) => server_stats(spawned),
         _ => None,
     };
     drop(spawned);

@@ -1,6 +1,7 @@
 //! The chat commands: `server`, `client` and `demo`, driving chat_core's `Relay` and
 //! `Client` with the event loop of [`crate::net`].
 
+pub mod child;
 pub mod client;
 pub mod demo;
 pub mod server;
