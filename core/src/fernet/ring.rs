@@ -1,7 +1,7 @@
 //! Several keys at once, like Python's `MultiFernet`: rotate keys without a flag day.
 
 use super::key::{Key, decode, decode_in_place, message_offset};
-use super::{Decrypted, Error, IV_LEN, TtlCheck, token_len};
+use super::{Decrypted, Envelope, Error, IV_LEN, TtlCheck, token_len};
 use rand_core::CryptoRng;
 
 /// A primary key that makes every new token, and up to `N` older keys that are still
@@ -79,10 +79,7 @@ impl<const N: usize> KeyRing<N> {
         out: &'o mut [u8],
     ) -> Result<(Decrypted<'o>, usize), Error> {
         let (envelope, ciphertext) = decode(token, out)?;
-        envelope.check(ttl)?;
-        let index = self.matching_key(|key| key.verify(&envelope, ciphertext))?;
-        let key = self.keys().nth(index).ok_or(Error::InvalidToken)?;
-        Ok((key.open(&envelope, ciphertext)?, index))
+        self.open(&envelope, ciphertext, ttl)
     }
 
     /// As [`decrypt`](Self::decrypt), opening the token text where it lies in `buf`.
@@ -92,10 +89,7 @@ impl<const N: usize> KeyRing<N> {
         ttl: Option<TtlCheck>,
     ) -> Result<(Decrypted<'b>, usize), Error> {
         let (envelope, ciphertext) = decode_in_place(buf)?;
-        envelope.check(ttl)?;
-        let index = self.matching_key(|key| key.verify(&envelope, ciphertext))?;
-        let key = self.keys().nth(index).ok_or(Error::InvalidToken)?;
-        Ok((key.open(&envelope, ciphertext)?, index))
+        self.open(&envelope, ciphertext, ttl)
     }
 
     /// Encrypts the message in `buf[..message_len]` in place with the primary key; see
@@ -150,10 +144,8 @@ impl<const N: usize> KeyRing<N> {
         let message_at = message_offset(ciphertext_len.saturating_sub(1));
         let room = out.get_mut(message_at..).ok_or(Error::BufferTooSmall)?;
         let (envelope, ciphertext) = decode(token, room)?;
-        envelope.check(None)?;
-        let key_index = self.matching_key(|key| key.verify(&envelope, ciphertext))?;
-        let key = self.keys().nth(key_index).ok_or(Error::InvalidToken)?;
-        let message_len = key.open(&envelope, ciphertext)?.plaintext.len();
+        let (opened, key_index) = self.open(&envelope, ciphertext, None)?;
+        let message_len = opened.plaintext.len();
         // Every message length that pads to the same ciphertext length has the same
         // offset, so the plaintext already lies where `seal` reads it.
         if out.len() < token_len(message_len) {
@@ -165,9 +157,20 @@ impl<const N: usize> KeyRing<N> {
         Ok(Rotated { token, key_index })
     }
 
-    fn matching_key(&self, verify: impl Fn(&Key) -> Result<(), Error>) -> Result<usize, Error> {
-        self.keys()
-            .position(|key| verify(key).is_ok())
-            .ok_or(Error::InvalidToken)
+    /// The spec's checks on a decoded token, trying each key's MAC in turn, then the
+    /// decryption with the key that matched (and its index).
+    fn open<'c>(
+        &self,
+        envelope: &Envelope,
+        ciphertext: &'c mut [u8],
+        ttl: Option<TtlCheck>,
+    ) -> Result<(Decrypted<'c>, usize), Error> {
+        envelope.check(ttl)?;
+        let (index, key) = self
+            .keys()
+            .enumerate()
+            .find(|(_, key)| key.verify(envelope, ciphertext).is_ok())
+            .ok_or(Error::InvalidToken)?;
+        Ok((key.open(envelope, ciphertext)?, index))
     }
 }
