@@ -16,9 +16,11 @@
 //! Every datagram is one Fernet token whose plaintext is a [`wire`](crate::wire) frame.
 
 mod client;
+mod json;
 mod relay;
 
 pub use client::{Client, ClientConfig, ClientEvent, ClientState, SendError};
+pub use json::{JsonFields, JsonStr};
 pub use relay::{LeaveReason, Relay, RelayConfig, RelayEvent, Stats};
 
 use crate::fernet::{self, KeyRing, TtlCheck};

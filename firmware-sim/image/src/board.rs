@@ -21,7 +21,7 @@
 use crate::lan9118::{self, Lan9118};
 use crate::{BoardRng, Uptime, halt, qemu};
 use chat_core::fernet::Key;
-use chat_core::session::{ClientConfig, ClientEvent, ClientState, SendError};
+use chat_core::session::{ClientConfig, ClientEvent, ClientState, JsonStr, SendError};
 use core::fmt::{self, Write as _};
 use cortex_m_semihosting::{debug, hio};
 use firmware_sim::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
@@ -126,37 +126,6 @@ macro_rules! say {
     ($out:expr, $($arg:tt)*) => { $out.print(format_args!($($arg)*)) };
 }
 
-/// A string as a JSON string literal.
-struct Json<'a>(&'a str);
-
-impl fmt::Display for Json<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_char('"')?;
-        for c in self.0.chars() {
-            match c {
-                '"' => f.write_str("\\\"")?,
-                '\\' => f.write_str("\\\\")?,
-                '\n' => f.write_str("\\n")?,
-                c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
-                c => f.write_char(c)?,
-            }
-        }
-        f.write_char('"')
-    }
-}
-
-/// An optional number as JSON.
-struct Maybe(Option<u64>);
-
-impl fmt::Display for Maybe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(n) => write!(f, "{n}"),
-            None => f.write_str("null"),
-        }
-    }
-}
-
 /// NOT A SECURE SEED: the host's clock, SysTick's count, and what the command line
 /// passes (run-qemu.sh and the test pass 64 bits from the host's CSPRNG), mixed. It
 /// only makes IVs and session ids differ between runs of the emulator; see
@@ -185,7 +154,7 @@ fn exit(out: &mut Out, reason: &str, now: u64, ok: bool) -> ! {
     say!(
         out,
         r#"{{"event":"exit","reason":{},"device_ms":{now},"stack_used":{stack}}}"#,
-        Json(reason)
+        JsonStr(reason)
     );
     debug::exit(if ok {
         debug::EXIT_SUCCESS
@@ -196,7 +165,7 @@ fn exit(out: &mut Out, reason: &str, now: u64, ok: bool) -> ! {
 }
 
 fn fail(out: &mut Out, message: &str) -> ! {
-    say!(out, r#"{{"event":"error","message":{}}}"#, Json(message));
+    say!(out, r#"{{"event":"error","message":{}}}"#, JsonStr(message));
     exit(out, "error", 0, false)
 }
 
@@ -239,8 +208,8 @@ pub fn run(
         BOARD_IP,
         GATEWAY,
         server,
-        Json(args.nick),
-        Json(args.room)
+        JsonStr(args.nick),
+        JsonStr(args.room)
     );
     let net = NetConfig {
         address: Ipv4Cidr::new(BOARD_IP, 24),
@@ -276,7 +245,11 @@ pub fn run(
             };
             match app.send(text) {
                 Ok(id) => {
-                    say!(out, r#"{{"event":"sent","id":{id},"text":{}}}"#, Json(text));
+                    say!(
+                        out,
+                        r#"{{"event":"sent","id":{id},"text":{}}}"#,
+                        JsonStr(text)
+                    );
                     next_line += 1;
                 }
                 Err(SendError::QueueFull) => break,
@@ -327,76 +300,34 @@ fn on_event(
     room: &str,
     event: ClientEvent<TEXT_LEN>,
 ) {
-    match event {
-        ClientEvent::Joined { members, rejoined } => {
-            flags.joined = true;
-            say!(
-                out,
-                r#"{{"event":"joined","nick":{},"room":{},"members":{members},"rejoined":{rejoined}}}"#,
-                Json(nick),
-                Json(room)
-            );
+    // The shape every driver shares (chat_core), plus what only the board knows.
+    match &event {
+        ClientEvent::Joined { .. } => say!(
+            out,
+            r#"{{{},"nick":{},"room":{}}}"#,
+            event.json_fields(),
+            JsonStr(nick),
+            JsonStr(room)
+        ),
+        ClientEvent::ClockSynced { .. } => {
+            say!(out, r#"{{{},"device_ms":{now}}}"#, event.json_fields())
         }
+        _ => say!(out, "{{{}}}", event.json_fields()),
+    }
+    match event {
+        ClientEvent::Joined { .. } => flags.joined = true,
         ClientEvent::Message {
-            seq,
             nick,
             text,
-            notice,
-            timestamp,
+            notice: false,
+            ..
         } => {
-            say!(
-                out,
-                r#"{{"event":"message","seq":{seq},"nick":{},"text":{},"notice":{notice},"timestamp":{timestamp}}}"#,
-                Json(&nick),
-                Json(&text)
-            );
-            if !notice {
-                say!(out, "board got: {nick}: {text}");
-                if text == "/exit" {
-                    flags.exit_asked = true;
-                }
+            say!(out, "board got: {nick}: {text}");
+            if text == "/exit" {
+                flags.exit_asked = true;
             }
         }
-        ClientEvent::Delivered {
-            id,
-            seq,
-            recipients,
-        } => say!(
-            out,
-            r#"{{"event":"delivered","id":{id},"seq":{},"recipients":{recipients}}}"#,
-            Maybe(seq)
-        ),
-        ClientEvent::Refused { id } => say!(out, r#"{{"event":"refused","id":{id}}}"#),
-        ClientEvent::Notice { text } => {
-            say!(out, r#"{{"event":"notice","text":{}}}"#, Json(&text))
-        }
-        ClientEvent::Missed { from, to } => {
-            say!(out, r#"{{"event":"missed","from":{from},"to":{to}}}"#)
-        }
-        ClientEvent::Members { total, names } => say!(
-            out,
-            r#"{{"event":"members","total":{total},"names":{}}}"#,
-            Json(&names)
-        ),
-        ClientEvent::NoAnswer { waited } => say!(
-            out,
-            r#"{{"event":"no_answer","waited_ms":{}}}"#,
-            waited.millis()
-        ),
-        ClientEvent::ServerLost { silent_for } => say!(
-            out,
-            r#"{{"event":"server_lost","silent_ms":{}}}"#,
-            silent_for.millis()
-        ),
-        ClientEvent::ServerBack => say!(out, r#"{{"event":"server_back"}}"#),
-        ClientEvent::Rejoining => say!(out, r#"{{"event":"rejoining"}}"#),
-        ClientEvent::ClockSynced { unix_secs } => say!(
-            out,
-            r#"{{"event":"clock_synced","unix":{unix_secs},"device_ms":{now}}}"#
-        ),
-        ClientEvent::Closed => {
-            flags.closed = true;
-            say!(out, r#"{{"event":"closed"}}"#);
-        }
+        ClientEvent::Closed => flags.closed = true,
+        _ => {}
     }
 }

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, bail};
 use chat_core::fernet::Key;
-use chat_core::session::{ClientConfig, ClientEvent, ClientState, SendError};
+use chat_core::session::{ClientConfig, ClientEvent, ClientState, JsonStr, SendError};
 use clap::Parser;
 use firmware_sim::bridge::UdpBridge;
 use firmware_sim::smoltcp::phy::Device;
@@ -366,49 +366,21 @@ impl Output {
             self.server
         );
         if self.json {
-            let value = match event {
-                ClientEvent::Joined { members, rejoined } => json!({
-                    "event": "joined", "nick": self.nick, "room": self.room,
-                    "members": members, "rejoined": rejoined,
-                }),
-                ClientEvent::Message {
-                    seq,
-                    nick,
-                    text,
-                    notice,
-                    timestamp,
-                } => json!({
-                    "event": "message", "seq": seq, "nick": nick.as_str(),
-                    "text": text.as_str(), "time": timestamp, "notice": notice,
-                }),
-                ClientEvent::Delivered {
-                    id,
-                    seq,
-                    recipients,
-                } => json!({"event": "delivered", "id": id, "seq": seq, "recipients": recipients}),
-                ClientEvent::Refused { id } => json!({"event": "refused", "id": id}),
-                ClientEvent::Notice { text } => json!({"event": "notice", "text": text.as_str()}),
-                ClientEvent::Missed { from, to } => {
-                    json!({"event": "missed", "from": from, "to": to})
-                }
-                ClientEvent::Members { total, names } => {
-                    json!({"event": "members", "total": total, "names": names.as_str()})
-                }
-                ClientEvent::NoAnswer { waited } => {
+            // The shape every driver shares (chat_core), plus what only this one knows.
+            let extra = match &event {
+                ClientEvent::Joined { .. } => format!(
+                    r#","nick":{},"room":{}"#,
+                    JsonStr(&self.nick),
+                    JsonStr(&self.room)
+                ),
+                ClientEvent::NoAnswer { .. } => {
                     eprintln!("{no_answer}");
-                    json!({"event": "no_answer", "server": self.server, "waited_ms": waited.millis()})
+                    format!(r#","server":{}"#, JsonStr(&self.server))
                 }
-                ClientEvent::ServerLost { silent_for } => {
-                    json!({"event": "server_lost", "silent_ms": silent_for.millis()})
-                }
-                ClientEvent::ServerBack => json!({"event": "server_back"}),
-                ClientEvent::Rejoining => json!({"event": "rejoining"}),
-                ClientEvent::ClockSynced { unix_secs } => json!({
-                    "event": "clock_synced", "unix": unix_secs, "device_ms": self.device_ms,
-                }),
-                ClientEvent::Closed => json!({"event": "closed"}),
+                ClientEvent::ClockSynced { .. } => format!(r#","device_ms":{}"#, self.device_ms),
+                _ => String::new(),
             };
-            self.print(value);
+            println!("{{{}{extra}}}", event.json_fields());
             return;
         }
         match event {

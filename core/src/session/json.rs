@@ -1,0 +1,140 @@
+//! Client events as JSON, for the drivers' `--json` output: one shape on every driver
+//! (`firmware-sim`, the firmware image), written through `fmt` with no allocation.
+
+use super::ClientEvent;
+use core::fmt::{self, Write as _};
+
+/// A string as a JSON string literal (quoted, escaped).
+#[derive(Clone, Copy, Debug)]
+pub struct JsonStr<'a>(pub &'a str);
+
+impl fmt::Display for JsonStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                c if u32::from(c) < 0x20 => write!(f, "\\u{:04x}", u32::from(c))?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')
+    }
+}
+
+/// An event's JSON object members, without the braces (see
+/// [`ClientEvent::json_fields`]).
+#[derive(Clone, Copy, Debug)]
+pub struct JsonFields<'a, const TEXT: usize>(&'a ClientEvent<TEXT>);
+
+impl<const TEXT: usize> ClientEvent<TEXT> {
+    /// The event as JSON object members, `"event":"message","seq":3,...`, without the
+    /// braces, so a driver can add members of its own (`"nick"`, `"server"`, ...):
+    /// `format!("{{{}}}", event.json_fields())` is a whole object.
+    pub fn json_fields(&self) -> JsonFields<'_, TEXT> {
+        JsonFields(self)
+    }
+}
+
+impl<const TEXT: usize> fmt::Display for JsonFields<'_, TEXT> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            ClientEvent::Joined { members, rejoined } => write!(
+                f,
+                r#""event":"joined","members":{members},"rejoined":{rejoined}"#
+            ),
+            ClientEvent::Message {
+                seq,
+                nick,
+                text,
+                notice,
+                timestamp,
+            } => write!(
+                f,
+                r#""event":"message","seq":{seq},"nick":{},"text":{},"time":{timestamp},"notice":{notice}"#,
+                JsonStr(nick),
+                JsonStr(text)
+            ),
+            ClientEvent::Delivered {
+                id,
+                seq,
+                recipients,
+            } => {
+                write!(f, r#""event":"delivered","id":{id},"seq":"#)?;
+                match seq {
+                    Some(seq) => write!(f, "{seq}")?,
+                    None => f.write_str("null")?,
+                }
+                write!(f, r#","recipients":{recipients}"#)
+            }
+            ClientEvent::Refused { id } => write!(f, r#""event":"refused","id":{id}"#),
+            ClientEvent::Notice { text } => {
+                write!(f, r#""event":"notice","text":{}"#, JsonStr(text))
+            }
+            ClientEvent::Missed { from, to } => {
+                write!(f, r#""event":"missed","from":{from},"to":{to}"#)
+            }
+            ClientEvent::Members { total, names } => write!(
+                f,
+                r#""event":"members","total":{total},"names":{}"#,
+                JsonStr(names)
+            ),
+            ClientEvent::NoAnswer { waited } => {
+                write!(f, r#""event":"no_answer","waited_ms":{}"#, waited.millis())
+            }
+            ClientEvent::ServerLost { silent_for } => write!(
+                f,
+                r#""event":"server_lost","silent_ms":{}"#,
+                silent_for.millis()
+            ),
+            ClientEvent::ServerBack => f.write_str(r#""event":"server_back""#),
+            ClientEvent::Rejoining => f.write_str(r#""event":"rejoining""#),
+            ClientEvent::ClockSynced { unix_secs } => {
+                write!(f, r#""event":"clock_synced","unix":{unix_secs}"#)
+            }
+            ClientEvent::Closed => f.write_str(r#""event":"closed""#),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::time::Duration;
+    use std::format;
+
+    #[test]
+    fn events_are_json_members() {
+        let message: ClientEvent<16> = ClientEvent::Message {
+            seq: 3,
+            nick: heapless::String::try_from("ann").unwrap(),
+            text: heapless::String::try_from("a \"quote\"\n").unwrap(),
+            notice: false,
+            timestamp: 1_700_000_000,
+        };
+        assert_eq!(
+            format!("{{{}}}", message.json_fields()),
+            r#"{"event":"message","seq":3,"nick":"ann","text":"a \"quote\"\n","time":1700000000,"notice":false}"#
+        );
+        let delivered: ClientEvent<16> = ClientEvent::Delivered {
+            id: 1,
+            seq: None,
+            recipients: 2,
+        };
+        assert_eq!(
+            format!("{}", delivered.json_fields()),
+            r#""event":"delivered","id":1,"seq":null,"recipients":2"#
+        );
+        let lost: ClientEvent<16> = ClientEvent::ServerLost {
+            silent_for: Duration::from_secs(15),
+        };
+        assert_eq!(
+            format!("{}", lost.json_fields()),
+            r#""event":"server_lost","silent_ms":15000"#
+        );
+        assert_eq!(format!("{}", JsonStr("\u{1}")), r#""\u0001""#);
+    }
+}
