@@ -1,5 +1,6 @@
 //! Client events as JSON, for the drivers' `--json` output: one shape on every driver
-//! (`firmware-sim`, the firmware image), written through `fmt` with no allocation.
+//! (`host-chat client`, `firmware-sim`, the firmware image), which each may extend with
+//! members of its own; written through `fmt`, with no allocation.
 
 use super::ClientEvent;
 use core::fmt::{self, Write as _};
@@ -53,7 +54,9 @@ impl<const TEXT: usize> fmt::Display for JsonFields<'_, TEXT> {
                 timestamp,
             } => write!(
                 f,
-                r#""event":"message","seq":{seq},"nick":{},"text":{},"time":{timestamp},"notice":{notice}"#,
+                // The server's own lines ("ann joined") are "notice" events.
+                r#""event":"{}","seq":{seq},"nick":{},"text":{},"time":{timestamp},"notice":{notice}"#,
+                if *notice { "notice" } else { "message" },
                 JsonStr(nick),
                 JsonStr(text)
             ),
@@ -71,16 +74,21 @@ impl<const TEXT: usize> fmt::Display for JsonFields<'_, TEXT> {
             }
             ClientEvent::Refused { id } => write!(f, r#""event":"refused","id":{id}"#),
             ClientEvent::Notice { text } => {
-                write!(f, r#""event":"notice","text":{}"#, JsonStr(text))
+                write!(f, r#""event":"server_notice","text":{}"#, JsonStr(text))
             }
             ClientEvent::Missed { from, to } => {
                 write!(f, r#""event":"missed","from":{from},"to":{to}"#)
             }
-            ClientEvent::Members { total, names } => write!(
-                f,
-                r#""event":"members","total":{total},"names":{}"#,
-                JsonStr(names)
-            ),
+            ClientEvent::Members { total, names } => {
+                write!(f, r#""event":"members","total":{total},"names":["#)?;
+                for (i, name) in names.split(", ").filter(|n| !n.is_empty()).enumerate() {
+                    if i > 0 {
+                        f.write_char(',')?;
+                    }
+                    write!(f, "{}", JsonStr(name))?;
+                }
+                f.write_char(']')
+            }
             ClientEvent::NoAnswer { waited } => {
                 write!(f, r#""event":"no_answer","waited_ms":{}"#, waited.millis())
             }
@@ -136,5 +144,13 @@ mod tests {
             r#""event":"server_lost","silent_ms":15000"#
         );
         assert_eq!(format!("{}", JsonStr("\u{1}")), r#""\u0001""#);
+        let members: ClientEvent<16> = ClientEvent::Members {
+            total: 2,
+            names: heapless::String::try_from("ann, bob").unwrap(),
+        };
+        assert_eq!(
+            format!("{}", members.json_fields()),
+            r#""event":"members","total":2,"names":["ann","bob"]"#
+        );
     }
 }

@@ -412,6 +412,9 @@ impl ChatClient {
     /// Acts on one event; `true` when the session is over.
     fn event(&mut self, event: ClientEvent<TEXT>) -> bool {
         let server = self.server.clone();
+        // The members every driver writes for this event (chat_core), plus ours.
+        let core = core_fields(&event);
+        let fields = |extra: Value| merged(&core, extra);
         match event {
             ClientEvent::Joined { members, rejoined } => {
                 self.refused_told = false;
@@ -429,15 +432,15 @@ impl ChatClient {
                 self.info(
                     "joined",
                     &text,
-                    json!({"nick": nick, "room": room, "members": members, "rejoined": rejoined, "server": server}),
+                    fields(json!({"nick": nick, "room": room, "server": server})),
                 );
             }
             ClientEvent::Message {
-                seq,
                 nick,
                 text,
                 notice,
                 timestamp,
+                ..
             } => {
                 let shown = if notice {
                     format!("[{}] * {nick} {text}", net::hms(timestamp))
@@ -447,7 +450,7 @@ impl ChatClient {
                 self.show(
                     if notice { "notice" } else { "message" },
                     &shown,
-                    json!({"seq": seq, "nick": nick.as_str(), "text": text.as_str(), "time": timestamp}),
+                    fields(json!({})),
                 );
             }
             ClientEvent::Delivered {
@@ -462,16 +465,12 @@ impl ChatClient {
                     ),
                     None => format!("server: delivered (line {id}; its own answer was lost)"),
                 };
-                self.show(
-                    "delivered",
-                    &text,
-                    json!({"id": id, "seq": seq, "recipients": recipients}),
-                );
+                self.show("delivered", &text, fields(json!({})));
             }
-            ClientEvent::Refused { id } => self.info(
+            ClientEvent::Refused { .. } => self.info(
                 "refused",
                 "server: message refused (too long for the server: check --max-datagram)",
-                json!({"id": id}),
+                fields(json!({})),
             ),
             ClientEvent::Notice { text } => {
                 if self.client.state() == ClientState::Closed && !self.leaving {
@@ -481,7 +480,7 @@ impl ChatClient {
                 self.info(
                     "server_notice",
                     &format!("server: {text}"),
-                    json!({"text": text.as_str()}),
+                    fields(json!({})),
                 );
             }
             ClientEvent::Missed { from, to } => self.info(
@@ -491,12 +490,12 @@ impl ChatClient {
                      reached us",
                     to.saturating_sub(1)
                 ),
-                json!({"from": from, "to": to}),
+                fields(json!({})),
             ),
             ClientEvent::Members { total, names } => self.show(
                 "members",
                 &format!("{total} members in room {}: {names}", self.client.room()),
-                json!({"total": total, "names": names.split(", ").collect::<Vec<_>>()}),
+                fields(json!({})),
             ),
             ClientEvent::NoAnswer { waited } => {
                 let secs = waited.millis().saturating_add(500) / 1000;
@@ -506,7 +505,7 @@ impl ChatClient {
                         "no answer from {server} within {secs} s: is `host-chat server` running \
                          there, with the same key? (still trying)"
                     ),
-                    json!({"server": server, "waited_ms": waited.millis()}),
+                    fields(json!({"server": server})),
                 );
             }
             ClientEvent::ServerLost { silent_for } => self.info(
@@ -516,14 +515,14 @@ impl ChatClient {
                     self.now_hms(),
                     silent_for.millis() / 1000
                 ),
-                json!({"server": server, "silent_ms": silent_for.millis()}),
+                fields(json!({"server": server})),
             ),
             ClientEvent::ServerBack => {
                 self.refused_told = false;
                 self.info(
                     "server_back",
                     &format!("[{}] {server} answers again", self.now_hms()),
-                    json!({"server": server}),
+                    fields(json!({"server": server})),
                 );
             }
             ClientEvent::Rejoining => self.info(
@@ -532,12 +531,12 @@ impl ChatClient {
                     "[{}] {server} no longer knows us (restarted?); joining again",
                     self.now_hms()
                 ),
-                json!({"server": server}),
+                fields(json!({"server": server})),
             ),
             ClientEvent::ClockSynced { unix_secs } => self.info(
                 "clock_synced",
                 &format!("clock set from the server: {} UTC", net::hms(unix_secs)),
-                json!({"unix_secs": unix_secs}),
+                fields(json!({})),
             ),
             ClientEvent::Closed => {
                 if self.refusal.is_none() {
@@ -546,7 +545,7 @@ impl ChatClient {
                     } else {
                         "gave up: never joined"
                     };
-                    self.info("closed", text, json!({"joined": self.joined}));
+                    self.info("closed", text, fields(json!({"joined": self.joined})));
                 }
                 return true;
             }
@@ -665,6 +664,26 @@ pub fn describe_wire(ring: &Ring, outgoing: bool, datagram: &[u8]) -> Option<Wir
         }
         _ => None,
     }
+}
+
+/// The event's JSON members as every driver writes them (`ClientEvent::json_fields`),
+/// without `event` (which `with_event` puts first).
+fn core_fields<const N: usize>(event: &ClientEvent<N>) -> Value {
+    let mut fields: Value =
+        serde_json::from_str(&format!("{{{}}}", event.json_fields())).unwrap_or_default();
+    if let Some(map) = fields.as_object_mut() {
+        map.remove("event");
+    }
+    fields
+}
+
+/// `base` with the members of `extra` added.
+fn merged(base: &Value, extra: Value) -> Value {
+    let mut fields = base.clone();
+    if let (Some(map), Value::Object(extra)) = (fields.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    fields
 }
 
 fn with_event(event: &str, fields: Value) -> Value {
