@@ -395,15 +395,8 @@ impl Bench {
                         max_datagram: MAX_DATAGRAM,
                         ..ClientConfig::new(&nick, "bench")
                     };
-                    let now = clock.now();
-                    let client = HostClient::new(
-                        &config,
-                        ring.clone(),
-                        net::rng()?,
-                        clock.wall_clock(now),
-                        now,
-                    )
-                    .context("bad client name")?;
+                    let client = crate::chat::client::new_client(&config, ring, &clock)?
+                        .context("bad client name")?;
                     Some(Box::new(client))
                 }
                 _ => None,

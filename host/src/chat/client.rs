@@ -119,6 +119,23 @@ pub fn run(ring: Ring, options: &Options) -> anyhow::Result<()> {
     run_with(ring, options, &[])
 }
 
+/// A client on the host's clocks and a fresh OS-seeded RNG; `None` if the nick or room is
+/// not a valid name.
+pub fn new_client(
+    config: &ClientConfig<'_>,
+    ring: &Ring,
+    clock: &Clock,
+) -> anyhow::Result<Option<HostClient>> {
+    let now = clock.now();
+    Ok(HostClient::new(
+        config,
+        ring.clone(),
+        net::rng()?,
+        clock.wall_clock(now),
+        now,
+    ))
+}
+
 /// As [`run`], first showing the lines of `intro`.
 pub fn run_with(ring: Ring, options: &Options, intro: &[String]) -> anyhow::Result<()> {
     let nick = super::default_nick(options.chat.nick.as_deref());
@@ -129,15 +146,7 @@ pub fn run_with(ring: Ring, options: &Options, intro: &[String]) -> anyhow::Resu
         ..ClientConfig::new(&nick, &room)
     };
     let clock = Clock::new();
-    let now = clock.now();
-    let client = HostClient::new(
-        &config,
-        ring.clone(),
-        net::rng()?,
-        clock.wall_clock(now),
-        now,
-    );
-    let Some(client) = client else {
+    let Some(client) = new_client(&config, &ring, &clock)? else {
         return Err(crate::error::BadArgument(format!(
             "--nick {nick:?} / --room {room:?}: names are 1 to 32 bytes, not blank, without \
              control characters"
@@ -189,7 +198,7 @@ pub fn run_with(ring: Ring, options: &Options, intro: &[String]) -> anyhow::Resu
         refused_told: false,
         refusal: None,
         wire_shown: HashSet::new(),
-        next_clock_sync: now + CLOCK_SYNC,
+        next_clock_sync: clock.now() + CLOCK_SYNC,
         clock,
     };
     for line in intro {
