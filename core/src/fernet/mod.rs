@@ -93,7 +93,7 @@ pub enum Error {
     InvalidToken,
     /// The token is older than the TTL allows.
     Expired,
-    /// The token's timestamp is more than [`MAX_CLOCK_SKEW`] seconds in the future.
+    /// The token's timestamp is further in the future than the allowed clock skew.
     FromTheFuture,
     /// The output buffer is too small; see [`token_len`] and [`plaintext_buf_len`].
     BufferTooSmall,
@@ -121,26 +121,40 @@ impl From<base64::Invalid> for Error {
 /// A TTL to enforce when opening a token, judged at `now` (Unix seconds).
 ///
 /// As in Python's `cryptography`: a token exactly `ttl` seconds old is still valid, and
-/// one stamped up to [`MAX_CLOCK_SKEW`] seconds ahead of `now` is accepted.
+/// one stamped up to `skew` seconds ahead of `now` is accepted ([`MAX_CLOCK_SKEW`] by
+/// default, as every other Fernet implementation does).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TtlCheck {
     /// Largest accepted age in seconds.
     pub ttl: u64,
     /// The verifier's current time, Unix seconds.
     pub now: u64,
+    /// How far ahead of `now` a timestamp may be, seconds.
+    pub skew: u64,
 }
 
 impl TtlCheck {
-    /// A check of `ttl` seconds at time `now`, ready to pass to `decrypt`.
+    /// A check of `ttl` seconds at time `now`, with the usual [`MAX_CLOCK_SKEW`], ready
+    /// to pass to `decrypt`.
     pub const fn new(ttl: u64, now: u64) -> Option<Self> {
-        Some(Self { ttl, now })
+        Some(Self {
+            ttl,
+            now,
+            skew: MAX_CLOCK_SKEW,
+        })
+    }
+
+    /// The same check with `skew` seconds allowed into the future instead.
+    #[must_use]
+    pub const fn with_skew(self, skew: u64) -> Self {
+        Self { skew, ..self }
     }
 
     /// Judges a token timestamp: [`Error::Expired`], [`Error::FromTheFuture`] or fine.
     pub fn judge(self, timestamp: u64) -> Result<(), Error> {
         if timestamp.saturating_add(self.ttl) < self.now {
             Err(Error::Expired)
-        } else if self.now.saturating_add(MAX_CLOCK_SKEW) < timestamp {
+        } else if self.now.saturating_add(self.skew) < timestamp {
             Err(Error::FromTheFuture)
         } else {
             Ok(())
@@ -222,7 +236,7 @@ mod tests {
 
     #[test]
     fn ttl_semantics_match_python() {
-        let check = |ttl, now, ts| TtlCheck { ttl, now }.judge(ts);
+        let check = |ttl, now, ts| TtlCheck::new(ttl, now).map(|c| c.judge(ts)).unwrap();
         assert_eq!(check(60, 1060, 1000), Ok(()));
         assert_eq!(check(60, 1061, 1000), Err(Error::Expired));
         assert_eq!(check(60, 1000, 1060), Ok(()));

@@ -2,8 +2,8 @@
 //! receives the room's messages exactly once and in the room's order.
 
 use super::{
-    DEFAULT_MAX_DATAGRAM, DEFAULT_TTL, Dropped, REFUSED_SEQ, judge_age, max_text_len, open,
-    seal_bytes_in_place, truncated,
+    DEFAULT_CLOCK_SKEW, DEFAULT_MAX_DATAGRAM, DEFAULT_TTL, Dropped, REFUSED_SEQ, judge_age,
+    max_text_len, open, seal_bytes_in_place, truncated,
 };
 use crate::fernet::KeyRing;
 use crate::time::{Duration, Instant, WallClock};
@@ -22,6 +22,9 @@ pub struct ClientConfig<'a> {
     pub max_datagram: usize,
     /// Largest accepted token age.
     pub ttl: Duration,
+    /// How far in the future a token's timestamp may be (the server's clock ahead of
+    /// ours).
+    pub clock_skew: Duration,
     /// How often to ping the server.
     pub keepalive: Duration,
     /// Silence after which the server counts as lost.
@@ -48,6 +51,7 @@ impl<'a> ClientConfig<'a> {
             room,
             max_datagram: DEFAULT_MAX_DATAGRAM,
             ttl: DEFAULT_TTL,
+            clock_skew: DEFAULT_CLOCK_SKEW,
             keepalive: Duration::from_secs(5),
             server_timeout: Duration::from_secs(15),
             no_answer_after: Duration::from_secs(3),
@@ -100,6 +104,10 @@ pub enum ClientEvent<const TEXT: usize> {
     },
     /// The server refused our line `id` (too long for it).
     Refused { id: u32 },
+    /// Our line `id` did not reach the room: the session closed (we left, the join was
+    /// refused, or the server stopped answering) before the server took it. Every line
+    /// still waiting gets one, in order, just before [`ClientEvent::Closed`].
+    Undelivered { id: u32 },
     /// A message from the server.
     Notice { text: String<TEXT> },
     /// Room messages `from..to` were dropped by the server before we got them.
@@ -173,6 +181,7 @@ pub struct Client<
     room: String<NAME_MAX>,
     max_datagram: usize,
     ttl: Duration,
+    clock_skew: Duration,
     keepalive: Duration,
     server_timeout: Duration,
     no_answer_after: Duration,
@@ -221,6 +230,8 @@ pub struct Client<
     who_due: bool,
 
     events: Deque<ClientEvent<TEXT>, EVENTS>,
+    /// [`ClientEvent::Closed`] is yet to be reported.
+    closed_due: bool,
 }
 
 impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const EVENTS: usize>
@@ -252,6 +263,7 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
             room: truncated(config.room),
             max_datagram: config.max_datagram,
             ttl: config.ttl,
+            clock_skew: config.clock_skew,
             keepalive: config.keepalive,
             server_timeout: config.server_timeout,
             no_answer_after: config.no_answer_after,
@@ -290,6 +302,7 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
             members: 0,
             who_due: false,
             events: Deque::new(),
+            closed_due: false,
         })
     }
 
@@ -407,10 +420,12 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
         self.leave_deadline = Some(now + self.leave_timeout);
     }
 
+    /// Ends the session. [`poll_event`](Self::poll_event) then reports every line
+    /// still waiting as [`ClientEvent::Undelivered`], and [`ClientEvent::Closed`] last.
     fn close(&mut self) {
         if self.state != ClientState::Closed {
             self.state = ClientState::Closed;
-            self.push_event(ClientEvent::Closed);
+            self.closed_due = true;
         }
     }
 
@@ -445,7 +460,7 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
             // Without a clock only the answer to our own ping can be judged fresh.
             return Err(Dropped::Unexpected);
         }
-        judge_age(opened.timestamp, self.ttl, unix_now)?;
+        judge_age(opened.timestamp, self.ttl, self.clock_skew, unix_now)?;
         let result = self.on_frame(now, opened.timestamp, repr.body);
         if result.is_ok() {
             self.last_heard = now;
@@ -811,7 +826,19 @@ impl<R: CryptoRng, const K: usize, const TEXT: usize, const OUTBOX: usize, const
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<ClientEvent<TEXT>> {
-        self.events.pop_front()
+        if let Some(event) = self.events.pop_front() {
+            return Some(event);
+        }
+        if self.state != ClientState::Closed {
+            return None;
+        }
+        if let Some(line) = self.outbox.pop_front() {
+            return Some(ClientEvent::Undelivered { id: line.id });
+        }
+        if core::mem::take(&mut self.closed_due) {
+            return Some(ClientEvent::Closed);
+        }
+        None
     }
 }
 

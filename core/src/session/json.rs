@@ -73,6 +73,9 @@ impl<const TEXT: usize> fmt::Display for JsonFields<'_, TEXT> {
                 write!(f, r#","recipients":{recipients}"#)
             }
             ClientEvent::Refused { id } => write!(f, r#""event":"refused","id":{id}"#),
+            ClientEvent::Undelivered { id } => {
+                write!(f, r#""event":"undelivered","id":{id}"#)
+            }
             ClientEvent::Notice { text } => {
                 write!(f, r#""event":"server_notice","text":{}"#, JsonStr(text))
             }

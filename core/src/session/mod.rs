@@ -30,9 +30,11 @@ use rand_core::CryptoRng;
 
 /// Default largest datagram: fits the IPv6 minimum MTU (1280) less IP and UDP headers.
 pub const DEFAULT_MAX_DATAGRAM: usize = 1232;
-/// Default TTL: tokens older than this (or this much in the future, plus the clock
-/// skew allowance) are refused.
+/// Default TTL: tokens older than this are refused.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// Default clock skew allowance: tokens stamped further than this in the future are
+/// refused ([`fernet::MAX_CLOCK_SKEW`], as in every Fernet implementation).
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(fernet::MAX_CLOCK_SKEW);
 /// Sequence number a [`wire::Body::Receipt`] carries when the server refused the line.
 pub const REFUSED_SEQ: u64 = u64::MAX;
 
@@ -138,12 +140,18 @@ fn open<'b, const K: usize>(
     })
 }
 
-/// Judges a token's age, if the time is known.
-fn judge_age(timestamp: u64, ttl: Duration, unix_now: Option<u64>) -> Result<(), Dropped> {
+/// Judges a token's age, if the time is known: at most `ttl` old, at most `skew` ahead.
+fn judge_age(
+    timestamp: u64,
+    ttl: Duration,
+    skew: Duration,
+    unix_now: Option<u64>,
+) -> Result<(), Dropped> {
     match unix_now {
         Some(now) => TtlCheck {
             ttl: ttl.millis() / 1000,
             now,
+            skew: skew.millis() / 1000,
         }
         .judge(timestamp)
         .map_err(Dropped::from),

@@ -2,8 +2,8 @@
 //! exactly once and in order, from fixed-size storage.
 
 use super::{
-    DEFAULT_MAX_DATAGRAM, DEFAULT_TTL, Dropped, REFUSED_SEQ, judge_age, max_text_len, open,
-    seal_bytes_in_place, truncated,
+    DEFAULT_CLOCK_SKEW, DEFAULT_MAX_DATAGRAM, DEFAULT_TTL, Dropped, REFUSED_SEQ, judge_age,
+    max_text_len, open, seal_bytes_in_place, truncated,
 };
 use crate::fernet::KeyRing;
 use crate::time::{Duration, Instant, WallClock};
@@ -40,6 +40,8 @@ pub struct RelayConfig {
     pub max_datagram: usize,
     /// Largest accepted token age.
     pub ttl: Duration,
+    /// How far in the future a token's timestamp may be (clients' clocks ahead of ours).
+    pub clock_skew: Duration,
     /// Silence after which a member is dropped.
     pub member_timeout: Duration,
     /// First retransmission timeout; doubles on every retry up to `max_rto`.
@@ -62,6 +64,7 @@ impl Default for RelayConfig {
         Self {
             max_datagram: DEFAULT_MAX_DATAGRAM,
             ttl: DEFAULT_TTL,
+            clock_skew: DEFAULT_CLOCK_SKEW,
             member_timeout: Duration::from_secs(30),
             initial_rto: Duration::from_millis(300),
             max_rto: Duration::from_secs(4),
@@ -382,7 +385,12 @@ impl<
         let unix_now = self.clock.unix_secs(now);
         self.unix_now = unix_now.unwrap_or(0);
         let opened = open(&self.keys, datagram)?;
-        let age = judge_age(opened.timestamp, self.config.ttl, unix_now);
+        let age = judge_age(
+            opened.timestamp,
+            self.config.ttl,
+            self.config.clock_skew,
+            unix_now,
+        );
         match opened.plaintext {
             Plaintext::Legacy(text) => {
                 age?;
@@ -800,7 +808,7 @@ impl<
             // Forget the oldest only once it is too old to be accepted again.
             let horizon = self.clock.unix_secs(now).map_or(u64::MAX, |now| {
                 now.saturating_sub(self.config.ttl.millis() / 1000)
-                    .saturating_sub(crate::fernet::MAX_CLOCK_SKEW)
+                    .saturating_sub(self.config.clock_skew.millis() / 1000)
             });
             match self.legacy_seen.front() {
                 Some(&(_, stamped)) if stamped < horizon => {

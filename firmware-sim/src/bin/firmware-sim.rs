@@ -406,6 +406,7 @@ impl Output {
             ),
             ClientEvent::Delivered { .. } => {}
             ClientEvent::Refused { id } => eprintln!("the server refused line {id}"),
+            ClientEvent::Undelivered { id } => eprintln!("line {id} was not delivered"),
             ClientEvent::Notice { text } => eprintln!("server: {text}"),
             ClientEvent::Missed { from, to } => {
                 eprintln!("missed {} message(s) ({from}..{to})", to - from)

@@ -481,6 +481,13 @@ impl ChatClient {
                 "server: message refused (too long for the server: check --max-datagram)",
                 fields(json!({})),
             ),
+            ClientEvent::Undelivered { id } => self.info(
+                "undelivered",
+                &format!(
+                    "line {id} was not delivered: the session ended before the server took it"
+                ),
+                fields(json!({})),
+            ),
             ClientEvent::Notice { text } => {
                 if self.client.state() == ClientState::Closed && !self.leaving {
                     // A refused join comes as a notice, then Closed.
