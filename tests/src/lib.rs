@@ -7,7 +7,8 @@
 //! - [`TempDir`] is a scratch directory removed on drop.
 //! - [`Running`] is a long-running child (a server, an interactive client): lines to its
 //!   stdin, its stdout lines read on a thread, waits with deadlines, killed on drop.
-//! - [`python`] finds `python3` with `cryptography`, or skips (fails on CI);
+//! - [`python`] finds `python3` with `cryptography` (tests needing it are ignored where
+//!   `build.rs` did not find it);
 //!   [`Python::batch`] runs many Fernet operations in one Python process.
 //! - [`proxy`] is a fault-injecting UDP proxy (loss, duplication, reordering,
 //!   corruption, truncation, delay); [`vm_rss_kib`] reads a process's resident memory.
@@ -593,10 +594,10 @@ fn python_exe() -> OsString {
         .unwrap_or_else(|| "python3".into())
 }
 
-/// Python with `cryptography`, found once per process. Without it: when `$CI` is set and
-/// not empty, panics (the interop tests must run on CI); otherwise prints a "skipped"
-/// line on stderr and returns `None`, and the test should return.
-pub fn python() -> Option<Python> {
+/// Python with `cryptography`, found once per process. Tests that call it carry
+/// `#[cfg_attr(not(have_python), ignore = ...)]` (see `build.rs`), so they only run where
+/// it was found, and on CI; a missing interpreter there fails the test.
+pub fn python() -> Python {
     static FOUND: OnceLock<Result<Python, String>> = OnceLock::new();
     let found = FOUND.get_or_init(|| {
         let exe = python_exe();
@@ -622,17 +623,11 @@ pub fn python() -> Option<Python> {
         }
     });
     match found {
-        Ok(python) => Some(python.clone()),
-        Err(why) => {
-            let on_ci = std::env::var_os("CI").is_some_and(|ci| !ci.is_empty());
-            assert!(
-                !on_ci,
-                "python3 with `cryptography` is required on CI ({why}); \
-                 pip install cryptography, or set PYTHON to an interpreter that has it"
-            );
-            eprintln!("skipped: python3 with `cryptography` not found (pip install cryptography)");
-            None
-        }
+        Ok(python) => python.clone(),
+        Err(why) => panic!(
+            "python3 with `cryptography` is needed ({why}): pip install cryptography, or \
+             set PYTHON to an interpreter that has it"
+        ),
     }
 }
 

@@ -200,8 +200,12 @@ print(f.decrypt(data, ttl=60).decode())
 "#;
 
 #[test]
+#[cfg_attr(
+    not(have_python),
+    ignore = "needs python3 with cryptography (pip install cryptography)"
+)]
 fn a_legacy_python_sender_chats_with_the_room() {
-    let Some(_) = python() else { return };
+    let _ = python();
     let server = server(K1);
     let mut ann = joined_client(K1, server.addr, "ann");
     let exe = std::env::var_os("PYTHON")

@@ -1,8 +1,8 @@
 //! `host-chat client --tui` in a real pseudo-terminal (a private tmux server) against a
 //! real `host-chat server` on 127.0.0.1, next to a `--json` client.
 //!
-//! Needs `tmux`: without it the test is skipped with a message, unless `CI` is set (then
-//! it fails). The tmux server has its own socket in a scratch directory and is killed
+//! Needs `tmux`: without it the test is ignored (see `tests/build.rs`), except on CI,
+//! where it runs and fails. The tmux server has its own socket in a scratch directory and is killed
 //! when the test ends, however it ends; so is the chat server.
 
 use e2e_tests::{ChatServer, Running, TempDir, bin, host_chat};
@@ -16,24 +16,6 @@ const KEY: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
 
 /// Generous bound for anything that should take milliseconds on loopback.
 const QUICK: Duration = Duration::from_secs(10);
-
-/// Whether tmux can be run; without it, skips (returns `false`) or fails on CI.
-fn have_tmux() -> bool {
-    let found = Command::new("tmux")
-        .arg("-V")
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        let on_ci = std::env::var_os("CI").is_some_and(|ci| !ci.is_empty());
-        assert!(
-            !on_ci,
-            "tmux is required on CI for the terminal UI test (apt-get install -y tmux)"
-        );
-        eprintln!("skipped: tmux not found (apt-get install -y tmux) for the terminal UI test");
-    }
-    found
-}
 
 /// Quotes `text` for a POSIX shell.
 fn sh(text: impl AsRef<str>) -> String {
@@ -141,10 +123,8 @@ fn status_bar(screen: &str) -> &str {
 }
 
 #[test]
+#[cfg_attr(not(have_tmux), ignore = "needs tmux (apt-get install tmux)")]
 fn tui_client_chats_shows_the_wire_and_quits() {
-    if !have_tmux() {
-        return;
-    }
     // Built first (once per test process): the time limit is for the chat.
     let exe = bin("host-chat");
     let started = Instant::now();
