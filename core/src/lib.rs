@@ -13,6 +13,7 @@
     )
 )]
 
+pub mod congestion;
 pub mod fernet;
 pub mod session;
 pub mod time;
