@@ -4,7 +4,10 @@
 //! library, then as the `firmware-sim` binary.
 
 use chat_core::fernet::{Key, KeyRing};
-use chat_core::session::{Client, ClientConfig, ClientEvent, ClientState, Relay, RelayConfig};
+use chat_core::session::{
+    Client, ClientConfig, ClientEvent, ClientState, GoneSlot, HistoryEntry, MemberSlot,
+    PresenceEntry, Relay, RelayConfig, RelayStorage, RoomSlot,
+};
 use chat_core::time::{Instant, WallClock};
 use firmware_sim::bridge::UdpBridge;
 use firmware_sim::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
@@ -50,12 +53,29 @@ impl Server {
         let thread = thread::spawn(move || {
             let start = std::time::Instant::now();
             let now = || Instant::from_millis(start.elapsed().as_millis() as u64);
-            let mut relay: Relay<SocketAddr, StdRng, 0, 8, 2, 16, 1024> = Relay::new(
+            // A small relay in fixed arrays, as a device could run one: 8 members, 2
+            // rooms of 16 messages.
+            let mut members = [MemberSlot::EMPTY; 8];
+            let mut gone = [GoneSlot::EMPTY; 8];
+            let mut rooms = [RoomSlot::EMPTY; 2];
+            let mut history = [HistoryEntry::EMPTY; 2 * 16];
+            let mut history_bytes = [0u8; 2 * 4096];
+            let mut presence = [PresenceEntry::EMPTY; 2 * 8];
+            let mut relay: Relay<'_, SocketAddr, StdRng, 0> = Relay::new(
                 RelayConfig::default(),
                 KeyRing::new(key),
                 StdRng::seed_from_u64(7),
                 WallClock::synced(now(), unix_millis()),
-            );
+                RelayStorage {
+                    members: &mut members,
+                    gone: &mut gone,
+                    rooms: &mut rooms,
+                    history: &mut history,
+                    history_bytes: &mut history_bytes,
+                    presence: &mut presence,
+                },
+            )
+            .expect("consistent storage");
             let mut buf = [0u8; 2048];
             while !stopping.load(Ordering::Relaxed) {
                 let wait = relay
@@ -151,11 +171,7 @@ fn messages<const N: usize>(events: &[ClientEvent<N>]) -> Vec<(u64, String)> {
         .iter()
         .filter_map(|event| match event {
             ClientEvent::Message {
-                seq,
-                nick,
-                text,
-                notice: false,
-                ..
+                seq, nick, text, ..
             } => Some((*seq, format!("{nick}: {text}"))),
             _ => None,
         })

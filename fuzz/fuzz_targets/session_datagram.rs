@@ -1,20 +1,24 @@
 //! Any sequence of datagrams and time steps into a relay and two clients: the network
 //! between them is driven by the input (deliver, drop, duplicate, reorder), and the input
 //! can inject raw bytes or well-formed frames sealed with the real key (as a key holder
-//! could), with any timestamp. Nothing may panic; state stays within its fixed bounds;
-//! and each client shows room messages in order, never one number twice.
+//! could), with any timestamp. Nothing may panic; state stays within its bounds (the
+//! relay works in small fixed arrays, as a device's would); and each client shows room
+//! messages in order, never one number twice.
 #![no_main]
 
 use chat_core::fernet::{Key, KeyRing};
-use chat_core::session::{Client, ClientConfig, ClientEvent, Relay, RelayConfig};
+use chat_core::session::{
+    Client, ClientConfig, ClientEvent, GoneSlot, HistoryEntry, MemberSlot, PresenceEntry, Relay,
+    RelayConfig, RelayStorage, RoomSlot,
+};
 use chat_core::time::{Duration, Instant, WallClock};
-use chat_core::wire::{Body, NoticeCode, Repr};
+use chat_core::wire::{Body, Changes, Names, NoticeCode, PresenceKind, RefuseReason, Repr, Resume};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use rand_core::{TryCryptoRng, TryRng};
 
-type FuzzClient = Client<CounterRng, 0, 64, 2, 4>;
-type FuzzRelay = Relay<u8, CounterRng, 0, 4, 2, 8, 64>;
+type FuzzClient = Client<CounterRng, 0, 64, 2, 4, 2>;
+type FuzzRelay = Relay<'static, u8, CounterRng, 0>;
 const UNIX_MS: u64 = 1_700_000_000_000;
 const SERVER: u8 = 0;
 
@@ -71,16 +75,27 @@ enum Op {
 /// A frame with arbitrary fields, sealed with the real key.
 #[derive(Arbitrary, Debug)]
 enum FuzzFrame {
-    Join {
+    JoinV1 {
         session: u64,
         nick: String,
         room: String,
+    },
+    Join {
+        session: u64,
+        version: u8,
+        nick: String,
+        room: String,
+        window: u8,
+        resume: Option<(u64, u64)>,
     },
     Welcome {
         epoch: u64,
         next_seq: u64,
         next_msg_id: u32,
-        members: u16,
+        members: u32,
+        window: u8,
+        presence: u32,
+        nick: String,
     },
     Chat {
         session: u64,
@@ -90,17 +105,26 @@ enum FuzzFrame {
     Receipt {
         msg_id: u32,
         seq: u64,
-        recipients: u16,
+        recipients: u32,
+    },
+    Refused {
+        msg_id: u32,
+        reason: u8,
+    },
+    Busy {
+        msg_id: u32,
+        retry_after_ms: u16,
     },
     Deliver {
         seq: u64,
-        notice: bool,
         nick: String,
         text: String,
     },
     Ack {
         session: u64,
         next_seq: u64,
+        selective: u64,
+        presence: u32,
     },
     Ping {
         session: u64,
@@ -112,6 +136,11 @@ enum FuzzFrame {
     Leave {
         session: u64,
     },
+    Who {
+        session: u64,
+        counter: u32,
+        start: u32,
+    },
     Notice {
         code: u8,
         text: String,
@@ -119,6 +148,16 @@ enum FuzzFrame {
     Missed {
         from: u64,
         to: u64,
+    },
+    Members {
+        total: u32,
+        start: u32,
+        names: Vec<String>,
+    },
+    Presence {
+        members: u32,
+        from: u32,
+        changes: Vec<(u8, String)>,
     },
     Legacy(String),
 }
@@ -154,13 +193,25 @@ impl World {
             )
             .expect("valid names")
         };
+        // A small relay in fixed arrays: 4 members, 2 rooms of 8 messages. Leaked: one
+        // world per input, and the fuzzer's process restarts often enough.
+        let storage = RelayStorage {
+            members: Box::leak(Box::new([MemberSlot::EMPTY; 4])),
+            gone: Box::leak(Box::new([GoneSlot::EMPTY; 4])),
+            rooms: Box::leak(Box::new([RoomSlot::EMPTY; 2])),
+            history: Box::leak(Box::new([HistoryEntry::EMPTY; 16])),
+            history_bytes: Box::leak(Box::new([0u8; 2 * 2048])),
+            presence: Box::leak(Box::new([PresenceEntry::EMPTY; 8])),
+        };
         Self {
             relay: Relay::new(
                 RelayConfig::default(),
                 KeyRing::new(key.clone()),
                 CounterRng(99),
                 WallClock::synced(now, UNIX_MS),
-            ),
+                storage,
+            )
+            .expect("consistent storage"),
             clients: [client(1, "ann"), client(2, "bob")],
             key,
             now,
@@ -245,17 +296,38 @@ impl World {
             }
             other => {
                 let session = self.clients[0].session();
+                let mut names = [0u8; 600];
                 let (session, body) = match other {
-                    FuzzFrame::Join {
+                    FuzzFrame::JoinV1 {
                         session,
                         nick,
                         room,
-                    } => (*session, Body::Join { nick, room }),
+                    } => (*session, Body::JoinV1 { nick, room }),
+                    FuzzFrame::Join {
+                        session,
+                        version,
+                        nick,
+                        room,
+                        window,
+                        resume,
+                    } => (
+                        *session,
+                        Body::Join {
+                            version: *version,
+                            nick,
+                            room,
+                            window: *window,
+                            resume: resume.map(|(epoch, next_seq)| Resume { epoch, next_seq }),
+                        },
+                    ),
                     FuzzFrame::Welcome {
                         epoch,
                         next_seq,
                         next_msg_id,
                         members,
+                        window,
+                        presence,
+                        nick,
                     } => (
                         session,
                         Body::Welcome {
@@ -263,6 +335,9 @@ impl World {
                             next_seq: *next_seq,
                             next_msg_id: *next_msg_id,
                             members: *members,
+                            window: *window,
+                            presence: *presence,
+                            nick,
                         },
                     ),
                     FuzzFrame::Chat {
@@ -288,27 +363,44 @@ impl World {
                             recipients: *recipients,
                         },
                     ),
-                    FuzzFrame::Deliver {
-                        seq,
-                        notice,
-                        nick,
-                        text,
+                    FuzzFrame::Refused { msg_id, reason } => (
+                        session,
+                        Body::Refused {
+                            msg_id: *msg_id,
+                            reason: RefuseReason(*reason),
+                        },
+                    ),
+                    FuzzFrame::Busy {
+                        msg_id,
+                        retry_after_ms,
                     } => (
+                        session,
+                        Body::Busy {
+                            msg_id: *msg_id,
+                            retry_after_ms: *retry_after_ms,
+                        },
+                    ),
+                    FuzzFrame::Deliver { seq, nick, text } => (
                         // Addressed to the room the first client is in, as a key holder
                         // (who can read the Welcome) could.
                         self.clients[0].room_epoch(),
                         Body::Deliver {
                             seq: *seq,
-                            notice: *notice,
                             nick,
                             text,
                         },
                     ),
-                    FuzzFrame::Ack { session, next_seq } => (
+                    FuzzFrame::Ack {
+                        session,
+                        next_seq,
+                        selective,
+                        presence,
+                    } => (
                         *session,
                         Body::Ack {
                             next_seq: *next_seq,
-                            selective: 0,
+                            selective: *selective,
+                            presence: *presence,
                         },
                     ),
                     FuzzFrame::Ping { session, counter } => {
@@ -322,6 +414,17 @@ impl World {
                         },
                     ),
                     FuzzFrame::Leave { session } => (*session, Body::Leave),
+                    FuzzFrame::Who {
+                        session,
+                        counter,
+                        start,
+                    } => (
+                        *session,
+                        Body::Who {
+                            counter: *counter,
+                            start: *start,
+                        },
+                    ),
                     FuzzFrame::Notice { code, text } => (
                         session,
                         Body::Notice {
@@ -334,6 +437,35 @@ impl World {
                         Body::Missed {
                             from: *from,
                             to: *to,
+                        },
+                    ),
+                    FuzzFrame::Members {
+                        total,
+                        start,
+                        names: list,
+                    } => (
+                        session,
+                        Body::Members {
+                            total: *total,
+                            start: *start,
+                            nicks: Names::pack(list.iter().map(String::as_str), &mut names),
+                        },
+                    ),
+                    FuzzFrame::Presence {
+                        members,
+                        from,
+                        changes,
+                    } => (
+                        session,
+                        Body::Presence {
+                            members: *members,
+                            from: *from,
+                            changes: Changes::pack(
+                                changes.iter().filter_map(|(kind, name)| {
+                                    Some((PresenceKind::from_u8(*kind % 5)?, name.as_str()))
+                                }),
+                                &mut names,
+                            ),
                         },
                     ),
                     FuzzFrame::Legacy(_) => return None,

@@ -168,7 +168,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 const MAX_DATAGRAM: usize = DEFAULT_MAX_DATAGRAM;
 
 /// Asks a spawned `host-chat server` for its counters (SIGUSR1) and reads them from its
-/// log: lines relayed, deliveries sent, retransmission rounds.
+/// log: lines relayed, deliveries sent, deliveries sent again.
 fn server_stats(server: &ServerChild) -> Option<(u64, u64, u64)> {
     let log = server.log()?;
     while log.try_recv().is_ok() {}
@@ -180,17 +180,17 @@ fn server_stats(server: &ServerChild) -> Option<(u64, u64, u64)> {
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
         let line = log.recv_timeout(left).ok()?;
         if let Some(stats) = line.split("stats: ").nth(1) {
-            let number = |after: &str| -> Option<u64> {
-                let head = stats.split(after).next()?;
-                head.rsplit([' ', ','])
-                    .find(|w| !w.is_empty())?
+            let number = |name: &str| -> Option<u64> {
+                stats
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))?
                     .parse()
                     .ok()
             };
             return Some((
-                number(" lines relayed")?,
-                number(" deliveries sent")?,
-                number(" retransmission rounds")?,
+                number("relayed")?,
+                number("delivered")?,
+                number("retransmitted")?,
             ));
         }
     }
@@ -791,12 +791,8 @@ impl Bench {
         while let Some(event) = self.peers[i].client.as_mut().and_then(|c| c.poll_event()) {
             match event {
                 ClientEvent::Joined { .. } => self.peers[i].ready = true,
-                ClientEvent::Message {
-                    text,
-                    notice: false,
-                    ..
-                } => self.delivery(text.as_bytes(), now),
-                ClientEvent::Delivered { id, .. } | ClientEvent::Refused { id } => {
+                ClientEvent::Message { text, .. } => self.delivery(text.as_bytes(), now),
+                ClientEvent::Delivered { id, .. } | ClientEvent::Refused { id, .. } => {
                     if matches!(event, ClientEvent::Refused { .. }) {
                         self.counts.refused += 1;
                     } else {

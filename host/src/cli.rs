@@ -216,10 +216,30 @@ pub struct ServerArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub stats: Option<u64>,
 
-    /// Drop members not heard from for SECONDS seconds (clients ping every 5 s).
+    /// Drop members not heard from for SECONDS seconds (clients ping every 5 s). A member
+    /// that comes back later rejoins where it was, if its messages are still in the
+    /// history.
     #[arg(long, value_name = "SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub member_timeout: u64,
+
+    /// The most members at once, over all rooms. Memory is reserved for them at start
+    /// (about 1 KiB each, see README "Sizing a server").
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_members: u32,
+
+    /// The most rooms at once.
+    #[arg(long, value_name = "N", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_rooms: u32,
+
+    /// Room messages each room keeps for members that have not received them yet (a
+    /// member away for longer misses what is older, and is told exactly what). Each room
+    /// also keeps at most N × 256 bytes of them.
+    #[arg(long, value_name = "N", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(16..=65_536))]
+    pub history: u32,
 
     #[command(flatten)]
     pub wire: WireArgs,

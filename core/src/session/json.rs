@@ -39,24 +39,39 @@ impl<const TEXT: usize> ClientEvent<TEXT> {
     }
 }
 
+/// Writes `["a","b"]`.
+fn json_list<'n>(f: &mut fmt::Formatter<'_>, names: impl Iterator<Item = &'n str>) -> fmt::Result {
+    f.write_char('[')?;
+    for (i, name) in names.enumerate() {
+        if i > 0 {
+            f.write_char(',')?;
+        }
+        write!(f, "{}", JsonStr(name))?;
+    }
+    f.write_char(']')
+}
+
 impl<const TEXT: usize> fmt::Display for JsonFields<'_, TEXT> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            ClientEvent::Joined { members, rejoined } => write!(
+            ClientEvent::Joined {
+                members,
+                rejoined,
+                resumed,
+                nick,
+            } => write!(
                 f,
-                r#""event":"joined","members":{members},"rejoined":{rejoined}"#
+                r#""event":"joined","members":{members},"rejoined":{rejoined},"resumed":{resumed},"nick":{}"#,
+                JsonStr(nick)
             ),
             ClientEvent::Message {
                 seq,
                 nick,
                 text,
-                notice,
                 timestamp,
             } => write!(
                 f,
-                // The server's own lines ("ann joined") are "notice" events.
-                r#""event":"{}","seq":{seq},"nick":{},"text":{},"time":{timestamp},"notice":{notice}"#,
-                if *notice { "notice" } else { "message" },
+                r#""event":"message","seq":{seq},"nick":{},"text":{},"time":{timestamp}"#,
                 JsonStr(nick),
                 JsonStr(text)
             ),
@@ -64,17 +79,41 @@ impl<const TEXT: usize> fmt::Display for JsonFields<'_, TEXT> {
                 id,
                 seq,
                 recipients,
+            } => write!(
+                f,
+                r#""event":"delivered","id":{id},"seq":{seq},"recipients":{recipients}"#
+            ),
+            ClientEvent::Refused { id, reason } => write!(
+                f,
+                r#""event":"refused","id":{id},"reason":{}"#,
+                JsonStr(reason.as_str())
+            ),
+            ClientEvent::Undelivered { id, text } => write!(
+                f,
+                r#""event":"undelivered","id":{id},"text":{}"#,
+                JsonStr(text)
+            ),
+            ClientEvent::Presence {
+                members,
+                skipped,
+                changes,
             } => {
-                write!(f, r#""event":"delivered","id":{id},"seq":"#)?;
-                match seq {
-                    Some(seq) => write!(f, "{seq}")?,
-                    None => f.write_str("null")?,
+                write!(
+                    f,
+                    r#""event":"presence","members":{members},"skipped":{skipped},"changes":["#
+                )?;
+                for (i, (kind, nick)) in changes.iter().enumerate() {
+                    if i > 0 {
+                        f.write_char(',')?;
+                    }
+                    write!(
+                        f,
+                        r#"{{"nick":{},"change":{}}}"#,
+                        JsonStr(nick),
+                        JsonStr(kind.as_str())
+                    )?;
                 }
-                write!(f, r#","recipients":{recipients}"#)
-            }
-            ClientEvent::Refused { id } => write!(f, r#""event":"refused","id":{id}"#),
-            ClientEvent::Undelivered { id } => {
-                write!(f, r#""event":"undelivered","id":{id}"#)
+                f.write_char(']')
             }
             ClientEvent::Notice { text } => {
                 write!(f, r#""event":"server_notice","text":{}"#, JsonStr(text))
@@ -82,15 +121,16 @@ impl<const TEXT: usize> fmt::Display for JsonFields<'_, TEXT> {
             ClientEvent::Missed { from, to } => {
                 write!(f, r#""event":"missed","from":{from},"to":{to}"#)
             }
-            ClientEvent::Members { total, names } => {
-                write!(f, r#""event":"members","total":{total},"names":["#)?;
-                for (i, name) in names.split(", ").filter(|n| !n.is_empty()).enumerate() {
-                    if i > 0 {
-                        f.write_char(',')?;
-                    }
-                    write!(f, "{}", JsonStr(name))?;
-                }
-                f.write_char(']')
+            ClientEvent::Members {
+                total,
+                start,
+                names,
+            } => {
+                write!(
+                    f,
+                    r#""event":"members","total":{total},"start":{start},"names":"#
+                )?;
+                json_list(f, names.iter())
             }
             ClientEvent::NoAnswer { waited } => {
                 write!(f, r#""event":"no_answer","waited_ms":{}"#, waited.millis())
@@ -114,7 +154,9 @@ impl<const TEXT: usize> fmt::Display for JsonFields<'_, TEXT> {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::session::{NameList, PresenceChanges};
     use crate::time::Duration;
+    use crate::wire::{PresenceKind, RefuseReason};
     use std::format;
 
     #[test]
@@ -123,21 +165,28 @@ mod tests {
             seq: 3,
             nick: heapless::String::try_from("ann").unwrap(),
             text: heapless::String::try_from("a \"quote\"\n").unwrap(),
-            notice: false,
             timestamp: 1_700_000_000,
         };
         assert_eq!(
             format!("{{{}}}", message.json_fields()),
-            r#"{"event":"message","seq":3,"nick":"ann","text":"a \"quote\"\n","time":1700000000,"notice":false}"#
+            r#"{"event":"message","seq":3,"nick":"ann","text":"a \"quote\"\n","time":1700000000}"#
         );
         let delivered: ClientEvent<16> = ClientEvent::Delivered {
             id: 1,
-            seq: None,
+            seq: 7,
             recipients: 2,
         };
         assert_eq!(
             format!("{}", delivered.json_fields()),
-            r#""event":"delivered","id":1,"seq":null,"recipients":2"#
+            r#""event":"delivered","id":1,"seq":7,"recipients":2"#
+        );
+        let refused: ClientEvent<16> = ClientEvent::Refused {
+            id: 2,
+            reason: RefuseReason::TOO_LONG,
+        };
+        assert_eq!(
+            format!("{}", refused.json_fields()),
+            r#""event":"refused","id":2,"reason":"too long""#
         );
         let lost: ClientEvent<16> = ClientEvent::ServerLost {
             silent_for: Duration::from_secs(15),
@@ -147,13 +196,27 @@ mod tests {
             r#""event":"server_lost","silent_ms":15000"#
         );
         assert_eq!(format!("{}", JsonStr("\u{1}")), r#""\u0001""#);
+        let mut names = NameList::default();
+        assert!(names.push("ann") && names.push("bob, jr"));
         let members: ClientEvent<16> = ClientEvent::Members {
-            total: 2,
-            names: heapless::String::try_from("ann, bob").unwrap(),
+            total: 3,
+            start: 0,
+            names,
         };
         assert_eq!(
             format!("{}", members.json_fields()),
-            r#""event":"members","total":2,"names":["ann","bob"]"#
+            r#""event":"members","total":3,"start":0,"names":["ann","bob, jr"]"#
+        );
+        let mut changes = PresenceChanges::default();
+        assert!(changes.push(PresenceKind::Left, "ann"));
+        let presence: ClientEvent<32> = ClientEvent::Presence {
+            members: 4,
+            skipped: 1,
+            changes,
+        };
+        assert_eq!(
+            format!("{}", presence.json_fields()),
+            r#""event":"presence","members":4,"skipped":1,"changes":[{"nick":"ann","change":"left"}]"#
         );
     }
 }

@@ -19,9 +19,14 @@ mod client;
 mod json;
 mod relay;
 
-pub use client::{Client, ClientConfig, ClientEvent, ClientState, SendError};
+pub use client::{
+    Client, ClientConfig, ClientEvent, ClientState, NameList, PresenceChanges, SendError,
+};
 pub use json::{JsonFields, JsonStr};
-pub use relay::{LeaveReason, Relay, RelayConfig, RelayEvent, Stats};
+pub use relay::{
+    GoneSlot, HistoryEntry, LEGACY_ROOM, LeaveReason, MemberSlot, PresenceEntry, RECEIPTS, Relay,
+    RelayConfig, RelayEvent, RelayLimits, RelayStorage, RoomSlot, Stats, StorageError,
+};
 
 use crate::fernet::{self, KeyRing, TtlCheck};
 use crate::time::Duration;
@@ -35,8 +40,6 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// Default clock skew allowance: tokens stamped further than this in the future are
 /// refused ([`fernet::MAX_CLOCK_SKEW`], as in every Fernet implementation).
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(fernet::MAX_CLOCK_SKEW);
-/// Sequence number a [`wire::Body::Receipt`] carries when the server refused the line.
-pub const REFUSED_SEQ: u64 = u64::MAX;
 
 /// The longest chat line whose room message still fits a datagram of `max_datagram`
 /// bytes.

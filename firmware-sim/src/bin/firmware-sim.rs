@@ -387,17 +387,20 @@ impl Output {
             ClientEvent::Message {
                 nick,
                 text,
-                notice: false,
                 timestamp,
                 ..
             } => println!("[{}] {nick}: {text}", clock_time(timestamp)),
-            ClientEvent::Message {
-                nick,
-                text,
-                timestamp,
-                ..
-            } => println!("[{}] * {nick} {text}", clock_time(timestamp)),
-            ClientEvent::Joined { members, rejoined } => eprintln!(
+            ClientEvent::Presence {
+                members, changes, ..
+            } => {
+                for (kind, nick) in changes.iter() {
+                    println!("* {nick} {}", kind.as_str());
+                }
+                eprintln!("{members} member(s) in #{}", self.room);
+            }
+            ClientEvent::Joined {
+                members, rejoined, ..
+            } => eprintln!(
                 "{} #{} as {} ({members} member{})",
                 if rejoined { "rejoined" } else { "joined" },
                 self.room,
@@ -405,13 +408,20 @@ impl Output {
                 if members == 1 { "" } else { "s" }
             ),
             ClientEvent::Delivered { .. } => {}
-            ClientEvent::Refused { id } => eprintln!("the server refused line {id}"),
-            ClientEvent::Undelivered { id } => eprintln!("line {id} was not delivered"),
+            ClientEvent::Refused { id, reason } => {
+                eprintln!("the server refused line {id} ({})", reason.as_str())
+            }
+            ClientEvent::Undelivered { id, text } => {
+                eprintln!("line {id} was not delivered: {text}")
+            }
             ClientEvent::Notice { text } => eprintln!("server: {text}"),
             ClientEvent::Missed { from, to } => {
                 eprintln!("missed {} message(s) ({from}..{to})", to - from)
             }
-            ClientEvent::Members { total, names } => eprintln!("{total} member(s): {names}"),
+            ClientEvent::Members { total, names, .. } => eprintln!(
+                "{total} member(s): {}",
+                names.iter().collect::<Vec<_>>().join(", ")
+            ),
             ClientEvent::NoAnswer { .. } => eprintln!("{no_answer}"),
             ClientEvent::ServerLost { silent_for } => eprintln!(
                 "nothing heard from {} for {} s",

@@ -26,8 +26,11 @@ pub const OUTBOX: usize = 16;
 /// Events that may wait between two turns of the loop.
 pub const EVENTS: usize = 64;
 
+/// Room messages kept while a gap before them fills.
+pub const REORDER: usize = 32;
+
 /// The client the host runs.
-pub type HostClient = Client<StdRng, 7, TEXT, OUTBOX, EVENTS>;
+pub type HostClient = Client<StdRng, 7, TEXT, OUTBOX, EVENTS, REORDER>;
 
 /// After `/quit` or the end of input, how long lines still waiting for the server may
 /// hold the goodbye back.
@@ -425,12 +428,25 @@ impl ChatClient {
         let core = core_fields(&event);
         let fields = |extra: Value| merged(&core, extra);
         match event {
-            ClientEvent::Joined { members, rejoined } => {
+            ClientEvent::Joined {
+                members,
+                rejoined,
+                resumed,
+                ..
+            } => {
                 self.refused_told = false;
                 self.joined = true;
                 let (nick, room) = (self.client.nick().to_owned(), self.client.room().to_owned());
-                let text = if rejoined {
-                    format!("joined room {room} again on {server} as {nick} ({members} members)")
+                let text = if rejoined && resumed {
+                    format!(
+                        "back in room {room} on {server} as {nick} ({members} members): what \
+                         was said meanwhile follows"
+                    )
+                } else if rejoined {
+                    format!(
+                        "joined room {room} again on {server} as {nick} ({members} members); \
+                         the room was restarted, so earlier messages may be missing"
+                    )
                 } else {
                     format!(
                         "joined room {room} on {server} as {nick} ({members} member{}); type a \
@@ -447,41 +463,54 @@ impl ChatClient {
             ClientEvent::Message {
                 nick,
                 text,
-                notice,
                 timestamp,
                 ..
             } => {
-                let shown = if notice {
-                    format!("[{}] * {nick} {text}", net::hms(timestamp))
-                } else {
-                    format!("[{}] {nick}: {text}", net::hms(timestamp))
-                };
-                self.show(
-                    if notice { "notice" } else { "message" },
-                    &shown,
-                    fields(json!({})),
-                );
+                let shown = format!("[{}] {nick}: {text}", net::hms(timestamp));
+                self.show("message", &shown, fields(json!({})));
             }
             ClientEvent::Delivered {
-                id,
-                seq,
-                recipients,
+                seq, recipients, ..
             } => {
-                let text = match seq {
-                    Some(seq) => format!(
-                        "server: delivered as #{seq} to {recipients} member{}",
-                        if recipients == 1 { "" } else { "s" }
-                    ),
-                    None => format!("server: delivered (line {id}; its own answer was lost)"),
-                };
+                let text = format!(
+                    "server: delivered as #{seq} to {recipients} member{}",
+                    if recipients == 1 { "" } else { "s" }
+                );
                 self.show("delivered", &text, fields(json!({})));
             }
-            ClientEvent::Refused { .. } => self.info(
+            ClientEvent::Refused { id, reason } => self.info(
                 "refused",
-                "server: message refused (too long for the server: check --max-datagram)",
+                &format!(
+                    "server: line {id} refused ({}: the server takes shorter lines; check \
+                     --max-datagram)",
+                    reason.as_str()
+                ),
                 fields(json!({})),
             ),
-            ClientEvent::Undelivered { id } => self.info(
+            ClientEvent::Presence {
+                members,
+                skipped,
+                changes,
+            } => {
+                let mut parts: Vec<String> = changes
+                    .iter()
+                    .map(|(kind, nick)| format!("{nick} {}", kind.as_str()))
+                    .collect();
+                if skipped > 0 {
+                    parts.push(format!(
+                        "{skipped} more change{} (/who lists the room)",
+                        if skipped == 1 { "" } else { "s" }
+                    ));
+                }
+                let shown = format!(
+                    "[{}] * {} ({members} member{})",
+                    self.now_hms(),
+                    parts.join(", "),
+                    if members == 1 { "" } else { "s" }
+                );
+                self.show("presence", &shown, fields(json!({})));
+            }
+            ClientEvent::Undelivered { id, .. } => self.info(
                 "undelivered",
                 &format!(
                     "line {id} was not delivered: the session ended before the server took it"
@@ -508,11 +537,30 @@ impl ChatClient {
                 ),
                 fields(json!({})),
             ),
-            ClientEvent::Members { total, names } => self.show(
-                "members",
-                &format!("{total} members in room {}: {names}", self.client.room()),
-                fields(json!({})),
-            ),
+            ClientEvent::Members {
+                total,
+                start,
+                names,
+            } => {
+                let listed: Vec<&str> = names.iter().collect();
+                let end = start as usize + listed.len();
+                let text = if start == 0 && end as u32 >= total {
+                    format!(
+                        "{total} member{} in room {}: {}",
+                        if total == 1 { "" } else { "s" },
+                        self.client.room(),
+                        listed.join(", ")
+                    )
+                } else {
+                    format!(
+                        "members {}-{end} of {total} in room {}: {}",
+                        start + 1,
+                        self.client.room(),
+                        listed.join(", ")
+                    )
+                };
+                self.show("members", &text, fields(json!({})));
+            }
             ClientEvent::NoAnswer { waited } => {
                 let secs = waited.millis().saturating_add(500) / 1000;
                 self.info(
@@ -664,20 +712,21 @@ pub fn describe_wire(ring: &Ring, outgoing: bool, datagram: &[u8]) -> Option<Wir
                 recipients,
             },
         ) => {
-            let summary = if seq == chat_core::session::REFUSED_SEQ {
-                format!("receipt for line {msg_id}: refused")
-            } else {
-                format!(
-                    "receipt for line {msg_id}: room message #{seq}, {recipients} member{}",
-                    if recipients == 1 { "" } else { "s" }
-                )
-            };
+            let summary = format!(
+                "receipt for line {msg_id}: room message #{seq}, {recipients} member{}",
+                if recipients == 1 { "" } else { "s" }
+            );
             Some(Wire::Receipt {
                 msg_id,
                 summary,
                 token,
             })
         }
+        (false, Body::Refused { msg_id, reason }) => Some(Wire::Receipt {
+            msg_id,
+            summary: format!("answer to line {msg_id}: refused ({})", reason.as_str()),
+            token,
+        }),
         _ => None,
     }
 }

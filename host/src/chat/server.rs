@@ -4,7 +4,10 @@ use crate::cli::{Cli, ServerArgs};
 use crate::keys::Ring;
 use crate::net::{self, Clock, Endpoint, Machine, Step};
 use anyhow::Context as _;
-use chat_core::session::{Dropped, Relay, RelayConfig, RelayEvent, Stats};
+use chat_core::session::{
+    Dropped, GoneSlot, HistoryEntry, LeaveReason, MemberSlot, PresenceEntry, Relay, RelayConfig,
+    RelayEvent, RelayLimits, RelayStorage, RoomSlot, Stats,
+};
 use chat_core::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use std::ffi::OsString;
@@ -12,21 +15,73 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
 
-/// Members at once.
-pub const MEMBERS: usize = 256;
-/// Rooms at once.
-pub const ROOMS: usize = 64;
-/// Room messages kept per room for members that have not acknowledged them yet.
-pub const HISTORY: usize = 128;
-/// Bytes kept per line.
-pub const TEXT: usize = 1024;
+/// Presence changes each room keeps for members that have not read them.
+const PRESENCE: usize = 64;
 
-/// The relay the host runs: several megabytes, always boxed.
-pub type HostRelay = Relay<SocketAddr, StdRng, 7, MEMBERS, ROOMS, HISTORY, TEXT>;
+/// The relay the host runs, over storage sized from the command line.
+pub type HostRelay<'a> = Relay<'a, SocketAddr, StdRng, 7>;
 
-/// The relay is built by value before it is boxed; debug builds keep several copies on
-/// the stack, so the server runs on a thread with room for them.
-const STACK: usize = 256 << 20;
+/// The relay's storage, owned (sized from `--max-members`, `--max-rooms`, `--history`).
+#[derive(Debug)]
+pub struct HostStorage {
+    members: Vec<MemberSlot<SocketAddr>>,
+    gone: Vec<GoneSlot>,
+    rooms: Vec<RoomSlot>,
+    history: Vec<HistoryEntry>,
+    history_bytes: Vec<u8>,
+    presence: Vec<PresenceEntry>,
+}
+
+impl HostStorage {
+    /// Sizes for a server of `members` members in `rooms` rooms keeping `history` messages
+    /// per room, each at most `max_datagram` bytes.
+    pub fn limits(
+        members: usize,
+        rooms: usize,
+        history: usize,
+        max_datagram: usize,
+    ) -> RelayLimits {
+        RelayLimits {
+            members,
+            rooms,
+            history,
+            history_bytes: RelayLimits::history_bytes_for(history).max(max_datagram),
+            presence: PRESENCE,
+            gone: members,
+        }
+    }
+
+    /// Allocates storage of these sizes. The history's bytes are allocated zeroed, so the
+    /// system hands out their pages only as rooms fill them.
+    pub fn new(limits: &RelayLimits) -> Self {
+        Self {
+            members: vec![MemberSlot::EMPTY; limits.members],
+            gone: vec![GoneSlot::EMPTY; limits.gone],
+            rooms: vec![RoomSlot::EMPTY; limits.rooms],
+            history: vec![HistoryEntry::EMPTY; limits.rooms * limits.history],
+            history_bytes: vec![0; limits.rooms * limits.history_bytes],
+            presence: vec![PresenceEntry::EMPTY; limits.rooms * limits.presence],
+        }
+    }
+
+    /// The storage, for `Relay::new`.
+    pub fn as_storage(&mut self) -> RelayStorage<'_, SocketAddr> {
+        RelayStorage {
+            members: &mut self.members,
+            gone: &mut self.gone,
+            rooms: &mut self.rooms,
+            history: &mut self.history,
+            history_bytes: &mut self.history_bytes,
+            presence: &mut self.presence,
+        }
+    }
+}
+
+/// "1 member", "2 members".
+fn count(n: impl Into<u64>, what: &str) -> String {
+    let n = n.into();
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
 
 /// `host-chat server`.
 pub fn run(cli: &Cli, args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
@@ -38,6 +93,12 @@ pub fn run(cli: &Cli, args: &ServerArgs, key_env: Option<OsString>) -> anyhow::R
         member_timeout: Duration::from_secs(args.member_timeout),
         ..RelayConfig::default()
     };
+    let limits = HostStorage::limits(
+        args.max_members as usize,
+        args.max_rooms as usize,
+        args.history as usize,
+        config.max_datagram,
+    );
     let socket = mio::net::UdpSocket::bind(bind).map_err(|e| bind_error(bind, &e))?;
     let mut endpoint = Endpoint::new(socket, None).context("cannot set up the event loop")?;
     let bound = endpoint
@@ -55,15 +116,26 @@ pub fn run(cli: &Cli, args: &ServerArgs, key_env: Option<OsString>) -> anyhow::R
         "host-chat server listening on {bound}; reach it at {} (Ctrl+C stops it)",
         reach.join(", ")
     ));
+    let mib = |bytes: usize| bytes as f64 / f64::from(1 << 20);
+    net::err(&format!(
+        "room for {}, {}, {} of history per room: {:.0} MiB reserved, of which the \
+         history's {:.0} MiB is used only as rooms fill (--max-members, --max-rooms, --history)",
+        count(args.max_members, "member"),
+        count(args.max_rooms, "room"),
+        count(args.history, "message"),
+        mib(limits.bytes::<SocketAddr>()),
+        mib(limits.rooms * limits.history_bytes),
+    ));
+    let mut storage = HostStorage::new(&limits);
     let stats_every = args.stats.map(Duration::from_secs);
-    let ring = keys.ring;
-    std::thread::Builder::new()
-        .name("relay".into())
-        .stack_size(STACK)
-        .spawn(move || serve(&mut endpoint, ring, config, signals, stats_every))
-        .context("cannot start the server thread")?
-        .join()
-        .map_err(|_| anyhow::anyhow!("the server thread panicked"))?
+    serve(
+        &mut endpoint,
+        keys.ring,
+        config,
+        storage.as_storage(),
+        signals,
+        stats_every,
+    )
 }
 
 /// Turns a bind failure into one clear line.
@@ -90,12 +162,14 @@ fn serve(
     endpoint: &mut Endpoint,
     ring: Ring,
     config: RelayConfig,
+    storage: RelayStorage<'_, SocketAddr>,
     signals: Receiver<i32>,
     stats_every: Option<Duration>,
 ) -> anyhow::Result<()> {
     let clock = Clock::new();
     let now = clock.now();
-    let relay = Box::new(Relay::new(config, ring, net::rng()?, clock.wall_clock(now)));
+    let relay = Relay::new(config, ring, net::rng()?, clock.wall_clock(now), storage)
+        .map_err(|e| anyhow::anyhow!("cannot size the server: {e}"))?;
     let mut server = Server {
         relay,
         signals,
@@ -114,15 +188,15 @@ fn serve(
 /// How often the relay's real-time clock is corrected from the system clock.
 const CLOCK_SYNC: Duration = Duration::from_secs(60);
 
-struct Server {
-    relay: Box<HostRelay>,
+struct Server<'a> {
+    relay: HostRelay<'a>,
     signals: Receiver<i32>,
     stats_every: Option<Duration>,
     next_stats: Option<Instant>,
     next_clock_sync: Instant,
 }
 
-impl Server {
+impl Server<'_> {
     fn log(&self, line: &str) {
         net::err(&format!("[{}] {line}", net::hms(net::unix_millis() / 1000)));
     }
@@ -137,30 +211,40 @@ impl Server {
     }
 }
 
-/// The counters in one line.
+/// The counters in one line of `name=value` words (stable, for scripts): `stats:
+/// members=2 rooms=1 datagrams=40 relayed=3 ... dropped: invalid_token=7 duplicate=2`
+/// (`dropped: none` when nothing was).
 pub fn stats_line(stats: &Stats, members: usize, rooms: usize) -> String {
     let dropped: Vec<String> = Dropped::ALL
         .iter()
         .filter(|reason| stats.dropped(**reason) > 0)
-        .map(|reason| format!("{reason} {}", stats.dropped(*reason)))
+        .map(|reason| format!("{reason}={}", stats.dropped(*reason)))
         .collect();
     format!(
-        "stats: {members} members in {rooms} rooms; {} datagrams in, {} lines relayed, \
-         {} deliveries sent, {} retransmission rounds, {} missed; dropped: {}",
+        "stats: members={members} rooms={rooms} datagrams={} relayed={} refused={} busy={} \
+         delivered={} retransmitted={} timeouts={} missed={} presence={} stalled={} \
+         unanswered={} events_lost={} dropped: {}",
         stats.datagrams,
         stats.relayed,
+        stats.refused,
+        stats.busy,
         stats.delivered,
-        stats.retransmits,
+        stats.retransmitted,
+        stats.timeouts,
         stats.missed,
+        stats.presence,
+        stats.stalled,
+        stats.unanswered,
+        stats.events_lost,
         if dropped.is_empty() {
             "none".to_owned()
         } else {
-            dropped.join(", ")
+            dropped.join(" ")
         }
     )
 }
 
-impl Machine for Server {
+impl Machine for Server<'_> {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
         // Why a datagram was dropped only goes to the counters: logging every forged
         // datagram would let anyone fill the log.
@@ -195,9 +279,11 @@ impl Machine for Server {
                     nick,
                     room,
                     members,
+                    resumed,
                 } => format!(
-                    "{nick} joined room {room} from {addr} ({members} member{})",
-                    if members == 1 { "" } else { "s" }
+                    "{nick} {} room {room} from {addr} ({})",
+                    if resumed { "came back to" } else { "joined" },
+                    count(members, "member")
                 ),
                 RelayEvent::Left {
                     addr,
@@ -206,9 +292,9 @@ impl Machine for Server {
                     reason,
                 } => {
                     let why = match reason {
-                        chat_core::session::LeaveReason::Left => "left",
-                        chat_core::session::LeaveReason::TimedOut => "timed out",
-                        chat_core::session::LeaveReason::Replaced => {
+                        LeaveReason::Left => "left",
+                        LeaveReason::TimedOut => "timed out",
+                        LeaveReason::Replaced => {
                             "was replaced by a new session from the same address"
                         }
                     };
@@ -217,6 +303,10 @@ impl Machine for Server {
                 RelayEvent::Refused { addr, reason } => {
                     format!("refused a join from {addr}: {reason}")
                 }
+                RelayEvent::Stalled { addr, nick, room } => format!(
+                    "{nick} ({addr}) stopped acknowledging with room {room}'s history full: \
+                     the room goes on without it (it is told what it missed if it comes back)"
+                ),
             };
             self.log(&line);
         }

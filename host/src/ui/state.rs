@@ -109,7 +109,7 @@ pub struct Status {
     /// Our nickname.
     pub nick: String,
     /// Members in the room, as of the last welcome or ping.
-    pub members: u16,
+    pub members: u32,
     /// The connection state.
     pub conn: Conn,
     /// Round-trip time of the last answered ping, milliseconds.

@@ -1,0 +1,381 @@
+//! Our lines until each has its answer (PROTOCOL.md "Sending a line").
+//!
+//! Lines are numbered in order (`msg_id`) and the server takes them strictly in order, so
+//! an answer to line `n` means every line before `n` was taken too: one whose own answer
+//! has not come was answered and the answer lost, and is sent again at once to get it (the
+//! server answers a retransmission with the same answer). Each line stays here until its
+//! own answer: every line gets exactly one outcome.
+//!
+//! At most a congestion window of lines is in flight ([`NewReno`], at most the window the
+//! server granted). A Busy answer means the room could not take the line: it and every
+//! line after it go again after the wait the server asked for, and the window halves. A
+//! retransmission timeout sends every unanswered line again from the minimum window, with
+//! exponential backoff; any answer from the server (Receipt, Refused, Busy) ends the
+//! backoff.
+
+use crate::congestion::{Controller, NewReno, RttEstimator};
+use crate::time::{Duration, Instant};
+use heapless::{Deque, String};
+
+use super::SendError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// To be sent (again).
+    Waiting { again: bool },
+    /// Sent at `at`; `again` if it was sent before (no RTT sample from it: Karn).
+    Sent { at: Instant, again: bool },
+    /// Its answer came.
+    Answered,
+}
+
+#[derive(Clone, Debug)]
+struct Line<const TEXT: usize> {
+    /// What [`Client::send`](super::Client::send) returned.
+    id: u32,
+    /// The number on the wire (renumbered if we join again).
+    msg_id: u32,
+    text: String<TEXT>,
+    state: State,
+}
+
+/// A line that is due, to put in a Chat frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Due<'a> {
+    pub msg_id: u32,
+    pub text: &'a str,
+}
+
+/// Timer bounds, from the client's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Timers {
+    pub initial_rto: Duration,
+    pub min_rto: Duration,
+    pub max_rto: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Outbox<const TEXT: usize, const N: usize> {
+    lines: Deque<Line<TEXT>, N>,
+    next_id: u32,
+    next_msg_id: u32,
+    pub cc: NewReno,
+    pub rtt: RttEstimator,
+    pub rto_deadline: Option<Instant>,
+    /// Nothing goes before this (the server said Busy).
+    pub hold_until: Option<Instant>,
+    timers: Timers,
+}
+
+impl<const TEXT: usize, const N: usize> Outbox<TEXT, N> {
+    pub fn new(timers: Timers) -> Self {
+        let max = u16::try_from(N).unwrap_or(u16::MAX).max(1);
+        Self {
+            lines: Deque::new(),
+            next_id: 1,
+            next_msg_id: 1,
+            cc: NewReno::new(max.min(4), 1, max),
+            rtt: RttEstimator::new(),
+            rto_deadline: None,
+            hold_until: None,
+            timers,
+        }
+    }
+
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto(
+            self.timers.initial_rto,
+            self.timers.min_rto,
+            self.timers.max_rto,
+        )
+    }
+
+    /// Lines without their answer yet.
+    pub fn len(&self) -> usize {
+        self.lines
+            .iter()
+            .filter(|l| l.state != State::Answered)
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Queues a line; the id its outcome will carry.
+    pub fn push(&mut self, text: &str, max: usize) -> Result<u32, SendError> {
+        if text.len() > max {
+            return Err(SendError::TooLong { max });
+        }
+        let mut stored = String::new();
+        stored
+            .push_str(text)
+            .map_err(|_| SendError::TooLong { max })?;
+        let id = self.next_id;
+        let line = Line {
+            id,
+            msg_id: self.next_msg_id,
+            text: stored,
+            state: State::Waiting { again: false },
+        };
+        self.lines
+            .push_back(line)
+            .map_err(|_| SendError::QueueFull)?;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_msg_id = self.next_msg_id.wrapping_add(1);
+        Ok(id)
+    }
+
+    /// The server granted a window of `window` lines.
+    pub fn grant(&mut self, window: u8) {
+        self.cc.set_max(u16::from(window.max(1)).min(N as u16));
+    }
+
+    fn in_flight(&self) -> u32 {
+        let sent = self
+            .lines
+            .iter()
+            .filter(|l| matches!(l.state, State::Sent { .. }))
+            .count();
+        u32::try_from(sent).unwrap_or(u32::MAX)
+    }
+
+    /// Whether a line could go now.
+    pub fn has_due(&self, now: Instant) -> bool {
+        self.hold_until.is_none_or(|t| t <= now)
+            && self.in_flight() < self.cc.window()
+            && self
+                .lines
+                .iter()
+                .any(|l| matches!(l.state, State::Waiting { .. }))
+    }
+
+    /// Takes the first line due, books it as sent at `now`, arms the timer.
+    pub fn next_due(&mut self, now: Instant) -> Option<Due<'_>> {
+        if !self.has_due(now) {
+            return None;
+        }
+        self.hold_until = None;
+        let rto = self.rto();
+        if self.rto_deadline.is_none() {
+            self.rto_deadline = Some(now + rto);
+        }
+        let line = self
+            .lines
+            .iter_mut()
+            .find(|l| matches!(l.state, State::Waiting { .. }))?;
+        let again = matches!(line.state, State::Waiting { again: true });
+        line.state = State::Sent { at: now, again };
+        Some(Due {
+            msg_id: line.msg_id,
+            text: &line.text,
+        })
+    }
+
+    /// The server answered line `msg_id`; its id, or `None` if that line has no answer
+    /// pending (a duplicate).
+    pub fn on_answer(&mut self, now: Instant, msg_id: u32) -> Option<u32> {
+        let at = self
+            .lines
+            .iter()
+            .position(|l| l.msg_id == msg_id && l.state != State::Answered)?;
+        let mut id = 0;
+        for (i, line) in self.lines.iter_mut().enumerate() {
+            if i == at {
+                if let State::Sent { at, again: false } = line.state {
+                    self.rtt.sample(now - at);
+                }
+                line.state = State::Answered;
+                id = line.id;
+            } else if i < at && matches!(line.state, State::Sent { .. }) {
+                // The server took it (it takes lines in order): its answer was lost. Ask
+                // again now rather than after a timeout.
+                line.state = State::Waiting { again: true };
+            }
+        }
+        while self
+            .lines
+            .front()
+            .is_some_and(|l| l.state == State::Answered)
+        {
+            let _ = self.lines.pop_front();
+        }
+        self.cc.on_ack(1);
+        self.rtt.reset_backoff();
+        self.rto_deadline = (self.in_flight() > 0).then(|| now + self.rto());
+        Some(id)
+    }
+
+    /// The server could not take line `msg_id` now: it and every line after it go again
+    /// after `retry_after`, from a halved window. Whether it was ours.
+    pub fn on_busy(&mut self, now: Instant, msg_id: u32, retry_after: Duration) -> bool {
+        let Some(at) = self
+            .lines
+            .iter()
+            .position(|l| l.msg_id == msg_id && l.state != State::Answered)
+        else {
+            return false;
+        };
+        for line in self.lines.iter_mut().skip(at) {
+            if let State::Sent { again, .. } = line.state {
+                line.state = State::Waiting { again };
+            }
+        }
+        self.cc.on_congestion_event();
+        self.rtt.reset_backoff();
+        self.hold_until = Some(now + retry_after);
+        self.rto_deadline = (self.in_flight() > 0).then(|| now + self.rto());
+        true
+    }
+
+    /// The timer fired: every unanswered line goes again, from the minimum window, and
+    /// the next timeout is twice as long.
+    pub fn on_timeout(&mut self, now: Instant) {
+        if self.rto_deadline.is_none_or(|t| t > now) {
+            return;
+        }
+        self.rto_deadline = None;
+        for line in self.lines.iter_mut() {
+            if matches!(line.state, State::Sent { .. }) {
+                line.state = State::Waiting { again: true };
+            }
+        }
+        self.cc.on_timeout();
+        self.rtt.back_off();
+    }
+
+    /// The server expects `next_msg_id` next (from its Welcome). Lines numbered below it
+    /// were taken before (a server that remembered us): they keep their numbers and go
+    /// again to get their answers. The others are numbered from `next_msg_id`. Everything
+    /// unanswered goes again now.
+    pub fn renumber(&mut self, next_msg_id: u32) {
+        let first = self
+            .lines
+            .iter()
+            .find(|l| l.state != State::Answered)
+            .map_or(next_msg_id, |l| l.msg_id);
+        let known = next_msg_id.wrapping_sub(first) as i32;
+        let mut msg_id = next_msg_id;
+        for line in self.lines.iter_mut() {
+            if line.state == State::Answered {
+                continue;
+            }
+            let taken = known > 0 && (line.msg_id.wrapping_sub(first) as i32) < known;
+            if !taken {
+                line.msg_id = msg_id;
+                msg_id = msg_id.wrapping_add(1);
+            }
+            let again = !matches!(line.state, State::Waiting { again: false });
+            line.state = State::Waiting { again };
+        }
+        self.next_msg_id = msg_id;
+        self.hold_until = None;
+        self.rto_deadline = None;
+        self.rtt.reset_backoff();
+    }
+
+    /// Takes the oldest unanswered line: its id and text (the session is over).
+    pub fn pop_unanswered(&mut self) -> Option<(u32, String<TEXT>)> {
+        while let Some(line) = self.lines.pop_front() {
+            if line.state != State::Answered {
+                return Some((line.id, line.text));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMERS: Timers = Timers {
+        initial_rto: Duration::from_millis(300),
+        min_rto: Duration::from_millis(200),
+        max_rto: Duration::from_secs(4),
+    };
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn sent(o: &mut Outbox<16, 8>, now: Instant) -> heapless::Vec<u32, 8> {
+        let mut ids = heapless::Vec::new();
+        while let Some(due) = o.next_due(now) {
+            ids.push(due.msg_id).unwrap();
+        }
+        ids
+    }
+
+    #[test]
+    fn every_line_waits_for_its_own_answer() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b", "c"] {
+            o.push(text, 16).unwrap();
+        }
+        assert_eq!(sent(&mut o, at(0)).as_slice(), [1, 2, 3]);
+        // 2's answer comes, 1's was lost: 1 goes again at once.
+        assert_eq!(o.on_answer(at(10), 2), Some(2));
+        assert_eq!(o.len(), 2);
+        assert_eq!(sent(&mut o, at(10)).as_slice(), [1]);
+        assert_eq!(o.on_answer(at(11), 2), None, "a duplicate answer");
+        assert_eq!(o.on_answer(at(12), 1), Some(1));
+        assert_eq!(o.on_answer(at(13), 3), Some(3));
+        assert!(o.is_empty());
+        assert_eq!(o.rto_deadline, None);
+    }
+
+    #[test]
+    fn busy_holds_and_halves_then_timeouts_back_off() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b", "c", "d"] {
+            o.push(text, 16).unwrap();
+        }
+        assert_eq!(sent(&mut o, at(0)).len(), 4);
+        assert!(o.on_busy(at(5), 2, Duration::from_millis(50)));
+        assert_eq!(o.cc.window(), 2);
+        assert!(sent(&mut o, at(20)).is_empty(), "held");
+        assert_eq!(sent(&mut o, at(55)).as_slice(), [2], "1 still in flight");
+        o.on_timeout(at(1000));
+        assert_eq!(o.cc.window(), 1);
+        assert_eq!(sent(&mut o, at(1000)).as_slice(), [1]);
+        assert_eq!(o.rto(), Duration::from_millis(600), "backed off");
+        assert!(o.on_busy(at(1001), 1, Duration::ZERO));
+        assert_eq!(
+            o.rto(),
+            Duration::from_millis(300),
+            "an answer ends the backoff"
+        );
+        assert!(!o.on_busy(at(1001), 9, Duration::ZERO), "not ours");
+        assert_eq!(
+            o.push("too long for sixteen", 16),
+            Err(SendError::TooLong { max: 16 })
+        );
+    }
+
+    #[test]
+    fn renumbering_keeps_what_the_server_took() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b", "c"] {
+            o.push(text, 16).unwrap();
+        }
+        sent(&mut o, at(0));
+        // A server that remembered us took 1 and 2: they keep their numbers.
+        o.renumber(3);
+        assert_eq!(sent(&mut o, at(1)).as_slice(), [1, 2, 3]);
+        // A new server: everything from 1 again, in order.
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b"] {
+            o.push(text, 16).unwrap();
+        }
+        o.on_answer(at(0), 1);
+        o.renumber(1);
+        assert_eq!(sent(&mut o, at(1)).as_slice(), [1]);
+        assert_eq!(o.push("c", 16), Ok(3));
+        assert_eq!(sent(&mut o, at(2)).as_slice(), [2]);
+        let (id, text) = o.pop_unanswered().unwrap();
+        assert_eq!((id, text.as_str()), (2, "b"));
+        assert_eq!(o.pop_unanswered().map(|(id, _)| id), Some(3));
+        assert_eq!(o.pop_unanswered(), None);
+    }
+}

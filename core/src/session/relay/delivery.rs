@@ -1,0 +1,403 @@
+//! Room messages toward one member: which arrived (cumulative and selective
+//! acknowledgements), which are lost and must go again, how many may be in flight (the
+//! congestion window), and when to stop waiting (the retransmission timeout).
+//!
+//! Loss detection follows RFC 9002 §6 with sequence numbers standing in for packet
+//! numbers: a message is lost once a message at least [`PACKET_THRESHOLD`] later was
+//! acknowledged (§6.1.1), or when the retransmission timer fires with it unacknowledged.
+//! Only lost messages are sent again, never the whole window ("go back N" is what made
+//! the first relay collapse under load). One congestion event per window of losses: the
+//! recovery point is the highest sequence sent when the window was last reduced
+//! (§7.3.2).
+
+use crate::congestion::{Controller, NewReno, RttEstimator};
+use crate::time::{Duration, Instant};
+
+/// Messages tracked beyond the cumulative acknowledgement: the most that can be in flight
+/// to one member, and the span of the Ack's selective bitmap (plus the one it stands
+/// after).
+pub const SPAN: u64 = 64;
+
+/// kPacketThreshold (RFC 9002 §6.1.1).
+pub const PACKET_THRESHOLD: u64 = 3;
+
+/// What an acknowledgement did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Acked {
+    /// It acknowledged messages never sent (or out of a Missed gap): ignored.
+    Invalid,
+    /// Older than what we know (reordered, a replay, or sent before our Missed).
+    Stale,
+    /// Nothing new, but consistent.
+    Same,
+    /// Something new: `advanced` if the cumulative point moved.
+    New { advanced: bool },
+}
+
+/// Where the room's messages toward one member stand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Delivery {
+    /// Every message before this arrived.
+    acked: u64,
+    /// Bit `i`: message `acked + i` arrived (bit 0 is never set).
+    received: u64,
+    /// Bit `i`: message `acked + i` is lost and must be sent again.
+    lost: u64,
+    /// Bit `i`: message `acked + i` was sent again since it was found lost; only the
+    /// timer may find it lost again.
+    resent: u64,
+    /// Every message before this was sent at least once.
+    sent_upto: u64,
+    /// Losses below this do not reduce the window again.
+    recovery: u64,
+    pub cc: NewReno,
+    pub rtt: RttEstimator,
+    /// A message sent once and when: the next RTT sample.
+    probe: Option<(u64, Instant)>,
+    pub rto_deadline: Option<Instant>,
+    /// When `acked` last moved, or the member last became behind.
+    pub progress_at: Instant,
+    /// Missed `(from, to)` was sent; not yet acknowledged.
+    pub missed: Option<(u64, u64)>,
+    /// The Missed above is to be sent (again).
+    pub missed_due: bool,
+}
+
+fn below(n: u64) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+fn shr(bits: u64, n: u64) -> u64 {
+    if n >= 64 { 0 } else { bits >> n }
+}
+
+impl Delivery {
+    /// Deliveries that start at `start`, with a congestion window of `initial` messages
+    /// (at most `max`, at most [`SPAN`]).
+    pub fn new(start: u64, initial: u16, max: u16) -> Self {
+        let max = max.min(SPAN as u16);
+        Self {
+            acked: start,
+            received: 0,
+            lost: 0,
+            resent: 0,
+            sent_upto: start,
+            recovery: start,
+            cc: NewReno::new(initial, 2, max),
+            rtt: RttEstimator::new(),
+            probe: None,
+            rto_deadline: None,
+            progress_at: Instant::default(),
+            missed: None,
+            missed_due: false,
+        }
+    }
+
+    /// Every message before this arrived.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Every message before this was sent.
+    pub fn sent_upto(&self) -> u64 {
+        self.sent_upto
+    }
+
+    fn outstanding_mask(&self) -> u64 {
+        below(self.sent_upto.saturating_sub(self.acked))
+    }
+
+    /// Messages sent, not acknowledged, not known lost.
+    pub fn in_flight(&self) -> u64 {
+        let mask = self.outstanding_mask();
+        let sent = u64::from(mask.count_ones());
+        sent.saturating_sub(u64::from((self.received & mask).count_ones()))
+            .saturating_sub(u64::from((self.lost & mask).count_ones()))
+    }
+
+    /// Whether a message could go now, given the room's next sequence number.
+    pub fn can_send(&self, room_next: u64) -> bool {
+        if self.missed.is_some() {
+            return false;
+        }
+        let window_open = self.in_flight() < u64::from(self.cc.window());
+        let has_new = self.sent_upto < room_next && self.sent_upto - self.acked < SPAN;
+        window_open && (self.lost != 0 || has_new)
+    }
+
+    /// Takes the next message to send, lost ones first, and books it as sent at `now`
+    /// (arming the timer for `rto`); whether it is a retransmission.
+    pub fn next(&mut self, room_next: u64, now: Instant, rto: Duration) -> Option<(u64, bool)> {
+        if !self.can_send(room_next) {
+            return None;
+        }
+        let picked = if self.lost != 0 {
+            let i = u64::from(self.lost.trailing_zeros());
+            self.lost &= !(1 << i);
+            self.resent |= 1 << i;
+            let seq = self.acked.saturating_add(i);
+            if self.probe.is_some_and(|(p, _)| p == seq) {
+                // Karn: an acknowledgement could answer either copy.
+                self.probe = None;
+            }
+            (seq, true)
+        } else {
+            let seq = self.sent_upto;
+            self.sent_upto = seq.saturating_add(1);
+            if self.probe.is_none() {
+                self.probe = Some((seq, now));
+            }
+            (seq, false)
+        };
+        if self.rto_deadline.is_none() {
+            self.rto_deadline = Some(now + rto);
+        }
+        Some(picked)
+    }
+
+    /// A legacy peer (no acknowledgements) was sent everything before `upto`: best
+    /// effort, once.
+    pub fn sent_unacknowledged(&mut self, upto: u64) {
+        self.acked = self.acked.max(upto);
+        self.sent_upto = self.sent_upto.max(upto);
+        self.received = 0;
+        self.lost = 0;
+        self.resent = 0;
+    }
+
+    /// Takes an Ack (`next_seq`, `selective`) at `now`; `rto` re-arms the timer if
+    /// messages are still in flight.
+    pub fn on_ack(&mut self, now: Instant, next_seq: u64, selective: u64, rto: Duration) -> Acked {
+        if next_seq > self.sent_upto {
+            return Acked::Invalid;
+        }
+        if let Some((_, to)) = self.missed {
+            if next_seq < to {
+                return Acked::Stale;
+            }
+            // The member took the Missed and stands at its end.
+            self.missed = None;
+            self.missed_due = false;
+            self.rto_deadline = None;
+            self.rtt.reset_backoff();
+            self.progress_at = now;
+            return Acked::New { advanced: true };
+        }
+        if next_seq < self.acked {
+            return Acked::Stale;
+        }
+        let shift = next_seq - self.acked;
+        let (old_acked, old_received, old_resent) = (self.acked, self.received, self.resent);
+        // Newly acknowledged: cumulatively (old base) and selectively (new base).
+        let newly_cumulative = below(shift) & !old_received;
+        self.received = shr(self.received, shift);
+        self.lost = shr(self.lost, shift);
+        self.resent = shr(self.resent, shift);
+        self.acked = next_seq;
+        let valid = self.outstanding_mask();
+        let sacked = (selective << 1) & valid;
+        let newly_selective = sacked & !self.received;
+        let resent_selective = newly_selective & self.resent;
+        self.received |= sacked;
+        self.lost &= !self.received;
+        self.resent &= !self.received;
+
+        if let Some((seq, at)) = self.probe {
+            let arrived = seq < self.acked
+                || (seq - self.acked < 64 && self.received & (1 << (seq - self.acked)) != 0);
+            if arrived {
+                self.rtt.sample(now - at);
+                self.probe = None;
+            }
+        }
+        if shift > 0 {
+            self.progress_at = now;
+            self.rtt.reset_backoff();
+        }
+        // Losses first, then growth: messages first sent before the recovery point do not
+        // grow the window (RFC 9002 §7.3.2, appendix A.7 and B.5); messages sent again
+        // since are new transmissions, and do.
+        self.detect_losses();
+        let grows = |bits: u64, again: u64, base: u64| {
+            let after = bits & !below(self.recovery.saturating_sub(base));
+            (after | (bits & again)).count_ones()
+        };
+        let growth = grows(newly_cumulative, old_resent, old_acked)
+            + grows(newly_selective, resent_selective, self.acked);
+        if growth > 0 {
+            self.cc.on_ack(growth);
+        }
+        let newly =
+            u64::from(newly_cumulative.count_ones()) + u64::from(newly_selective.count_ones());
+        self.rto_deadline = (self.in_flight() > 0 || self.lost != 0).then(|| now + rto);
+        if newly > 0 {
+            Acked::New {
+                advanced: shift > 0,
+            }
+        } else {
+            Acked::Same
+        }
+    }
+
+    /// Marks lost every message [`PACKET_THRESHOLD`] or more below the highest one
+    /// acknowledged, and reduces the window once per recovery episode.
+    fn detect_losses(&mut self) {
+        if self.received == 0 {
+            return;
+        }
+        let highest = 63 - u64::from(self.received.leading_zeros());
+        if highest < PACKET_THRESHOLD {
+            return;
+        }
+        let candidates = below(highest - PACKET_THRESHOLD + 1) & self.outstanding_mask();
+        let newly_lost = candidates & !self.received & !self.lost & !self.resent;
+        if newly_lost == 0 {
+            return;
+        }
+        self.lost |= newly_lost;
+        let first = self
+            .acked
+            .saturating_add(u64::from(newly_lost.trailing_zeros()));
+        if first >= self.recovery {
+            self.cc.on_congestion_event();
+            self.recovery = self.sent_upto;
+        }
+    }
+
+    /// The retransmission timer fired at `now`: every unacknowledged message is lost, the
+    /// window collapses and the timer backs off. Whether there is something to send.
+    pub fn on_timeout(&mut self) -> bool {
+        self.rto_deadline = None;
+        if self.missed.is_some() {
+            self.missed_due = true;
+            self.rtt.back_off();
+            return true;
+        }
+        let mask = self.outstanding_mask();
+        if mask & !self.received == 0 {
+            return false;
+        }
+        self.lost = mask & !self.received;
+        self.resent = 0;
+        self.probe = None;
+        self.cc.on_timeout();
+        self.rtt.back_off();
+        self.recovery = self.sent_upto;
+        true
+    }
+
+    /// The room no longer has messages `acked..to`: tell the member (Missed) and go on
+    /// from `to`. Returns the Missed range.
+    pub fn skip_to(&mut self, to: u64, now: Instant, rto: Duration) -> (u64, u64) {
+        let from = self.missed.map_or(self.acked, |(from, _)| from);
+        self.missed = Some((from, to));
+        self.missed_due = false;
+        self.acked = to;
+        self.sent_upto = to;
+        self.recovery = to;
+        self.received = 0;
+        self.lost = 0;
+        self.resent = 0;
+        self.probe = None;
+        self.rto_deadline = Some(now + rto);
+        (from, to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RTO: Duration = Duration::from_millis(300);
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn send_all(d: &mut Delivery, room_next: u64, now: Instant) -> heapless::Vec<u64, 64> {
+        let mut sent = heapless::Vec::new();
+        while let Some((seq, _)) = d.next(room_next, now, RTO) {
+            sent.push(seq).unwrap();
+        }
+        sent
+    }
+
+    #[test]
+    fn window_limits_what_is_in_flight() {
+        let mut d = Delivery::new(10, 4, 64);
+        assert_eq!(send_all(&mut d, 100, at(0)).as_slice(), [10, 11, 12, 13]);
+        assert_eq!(d.in_flight(), 4);
+        assert_eq!(d.rto_deadline, Some(at(300)));
+        assert_eq!(d.on_ack(at(20), 12, 0, RTO), Acked::New { advanced: true });
+        assert_eq!(d.cc.window(), 6, "slow start: +2");
+        assert_eq!(d.rtt.smoothed(), Some(Duration::from_millis(20)));
+        assert_eq!(send_all(&mut d, 100, at(20)).as_slice(), [14, 15, 16, 17]);
+        assert_eq!(d.in_flight(), 6);
+        assert_eq!(d.on_ack(at(21), 11, 0, RTO), Acked::Stale);
+        assert_eq!(d.on_ack(at(21), 19, 0, RTO), Acked::Invalid, "never sent");
+    }
+
+    #[test]
+    fn selective_acks_find_the_hole_and_only_it_goes_again() {
+        let mut d = Delivery::new(0, 8, 64);
+        assert_eq!(send_all(&mut d, 8, at(0)).len(), 8);
+        // 0 lost; 1..=4 arrived: bit i of selective is 1 + i.
+        assert_eq!(
+            d.on_ack(at(10), 0, 0b1111, RTO),
+            Acked::New { advanced: false }
+        );
+        assert_eq!(d.cc.window(), 4, "one congestion event: halved");
+        assert_eq!(d.in_flight(), 3, "5, 6, 7");
+        assert_eq!(d.next(8, at(10), RTO), Some((0, true)), "only the hole");
+        assert_eq!(
+            d.next(8, at(10), RTO),
+            None,
+            "window full: 5, 6, 7 and 0 again"
+        );
+        // 5 arrives too: 0 was resent, so it is not lost again by the threshold.
+        assert_eq!(
+            d.on_ack(at(11), 0, 0b11111, RTO),
+            Acked::New { advanced: false }
+        );
+        assert_eq!(d.lost, 0);
+        assert_eq!(
+            d.cc.window(),
+            4,
+            "same recovery episode: no second reduction"
+        );
+        assert_eq!(d.on_ack(at(12), 8, 0, RTO), Acked::New { advanced: true });
+        assert_eq!(d.in_flight(), 0);
+        assert_eq!(d.rto_deadline, None);
+    }
+
+    #[test]
+    fn timeout_resends_what_is_missing_from_the_minimum_window() {
+        let mut d = Delivery::new(0, 8, 64);
+        send_all(&mut d, 8, at(0));
+        assert!(d.on_timeout());
+        assert_eq!(d.cc.window(), 2);
+        assert_eq!(d.rtt.backoff(), 1);
+        assert_eq!(send_all(&mut d, 8, at(300)).as_slice(), [0, 1]);
+        assert_eq!(d.on_ack(at(301), 2, 0, RTO), Acked::New { advanced: true });
+        assert_eq!(d.rtt.backoff(), 0, "progress ends the backoff");
+        assert_eq!(
+            d.rtt.smoothed(),
+            None,
+            "Karn: no sample from resent messages"
+        );
+        assert_eq!(send_all(&mut d, 8, at(301)).as_slice(), [2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn missed_holds_deliveries_until_acknowledged() {
+        let mut d = Delivery::new(3, 8, 64);
+        assert_eq!(d.skip_to(10, at(0), RTO), (3, 10));
+        assert!(!d.can_send(20));
+        assert_eq!(d.on_ack(at(1), 3, 0, RTO), Acked::Stale);
+        assert!(d.on_timeout(), "the Missed goes again");
+        assert!(d.missed_due);
+        assert_eq!(d.on_ack(at(2), 10, 0, RTO), Acked::New { advanced: true });
+        assert_eq!(d.missed, None);
+        assert_eq!(d.next(20, at(2), RTO), Some((10, false)));
+    }
+}
