@@ -1,4 +1,5 @@
-//! Where the keys come from, and how they are read.
+//! Where the keys come from, and how they are read: the one implementation that
+//! `host-chat` and `firmware-sim` both use.
 //!
 //! The sources, in order of precedence (see [`resolve`]):
 //!
@@ -7,9 +8,18 @@
 //!    are ignored.
 //! 2. The [`ENV_VAR`] environment variable: one or more keys separated by commas or
 //!    whitespace, primary first.
-//! 3. A default key file, for the commands that have one (the chat will keep one in the
-//!    user's config directory); the token tools pass `None` and fail with
-//!    [`KeyError::NoKey`] instead.
+//! 3. The default key file ([`default_key_file`]), for the commands that have one (the
+//!    chat and `firmware-sim`); the token tools pass `None` and fail with
+//!    [`KeyError::NoKey`] instead. Only `host-chat server` creates it when it is missing
+//!    ([`load_or_create`]); every other command says where the key comes from
+//!    ([`KeyError::NoDefaultKey`]), because a key made on a client could never match the
+//!    server's.
+//!
+//! Key text is 44 characters of padded base64url (32 bytes), as Python's
+//! `Fernet.generate_key()` prints it; the standard base64 alphabet (`+` and `/` for `-`
+//! and `_`, as `openssl rand -base64 32` prints) is accepted too, as Python's
+//! `Fernet(key)` accepts it. A key file that group or others may read is reported like
+//! ssh reports an unprotected private key ([`Unprotected`]).
 //!
 //! No error message ever contains key material: a bad key is named by where it is
 //! (file and line, or its position in the variable), never by its text.
@@ -19,6 +29,7 @@ use core::fmt;
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
 use zeroize::Zeroizing;
 
 /// The environment variable that may hold the keys.
@@ -91,8 +102,20 @@ pub enum KeyError {
     Malformed {
         /// Where it is: "key file k, line 3" or "HOST_CHAT_KEY, key 2".
         location: String,
-        /// Its length, which helps spot a truncated paste without showing the key.
-        len: usize,
+        /// What is wrong with it, without showing it.
+        problem: KeyProblem,
+    },
+    /// The default key file does not exist, and this command may not create it.
+    NoDefaultKey {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The key file may be read by group or others, and the command refuses that.
+    Unprotected {
+        /// Which file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
     },
     /// The source holds no key at all.
     Empty {
@@ -131,10 +154,25 @@ impl fmt::Display for KeyError {
                 "key file {} is over {MAX_KEY_FILE_LEN} bytes; is it really a key file?",
                 path.display()
             ),
-            Self::Malformed { location, len } => write!(
+            Self::Malformed { location, problem } => write!(
                 f,
-                "{location}: not a Fernet key (expected {KEY_TEXT_LEN} characters of \
-                 base64url, got {len}; make one with `host-chat keygen`)"
+                "{location}: not a Fernet key: {problem} (make one with `host-chat keygen`)"
+            ),
+            Self::NoDefaultKey { path } => write!(
+                f,
+                "no key: use the chat server's key: copy its key file (`host-chat server` \
+                 made it in ~/.config/host-chat/key on its machine) to {} here, set \
+                 {ENV_VAR}, or pass --key-file PATH",
+                tilde(path)
+            ),
+            Self::Unprotected { path, mode } => write!(
+                f,
+                "key file {} is open to {} (mode {mode:04o}): anyone who can read it \
+                 can read and forge the chat; make it private with `chmod 600 {}`, or \
+                 pass --allow-unprotected-key-file",
+                path.display(),
+                readers(*mode),
+                shell_word(&path.display().to_string())
             ),
             Self::Empty { source } => write!(
                 f,
@@ -195,19 +233,50 @@ pub fn default_key_file(
     Some(config.join("host-chat").join("key"))
 }
 
-/// What [`load_or_create`] did.
+/// The chat's key source, as every chat program finds it (`host-chat server`,
+/// `client`, `bench`, and `firmware-sim`): `--key-file`, else [`ENV_VAR`] (its value is
+/// `env_value`), else the default key file of this user ([`default_key_file`] of
+/// `XDG_CONFIG_HOME` and `HOME`).
+pub fn chat_source(
+    key_file: Option<&Path>,
+    env_value: Option<OsString>,
+) -> Result<KeySource, KeyError> {
+    let default = default_key_file(
+        std::env::var_os("XDG_CONFIG_HOME"),
+        std::env::var_os("HOME"),
+    );
+    resolve(key_file, env_value, default.as_deref())
+}
+
+/// What to do with a key file that group or others may read or write (any of the mode
+/// bits `0o077`), as ssh judges private keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unprotected {
+    /// Use it, with a warning ([`Loaded::warning`]).
+    Warn,
+    /// Refuse it ([`KeyError::Unprotected`]): what the server does unless told
+    /// `--allow-unprotected-key-file`.
+    Refuse,
+}
+
+/// What [`load`] and [`load_or_create`] found.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     /// The keys.
     pub keys: Keys,
     /// The default key file was created, holding a fresh key.
     pub created: Option<PathBuf>,
+    /// Something the user should hear about (an unprotected key file), to print on
+    /// standard error; it never contains key material.
+    pub warning: Option<String>,
 }
 
 /// Reads the keys of `source`; a [`KeySource::DefaultFile`] that does not exist yet is
-/// created first (directory mode 700, file mode 600) holding `new_key()`.
+/// created first (directory mode 700, file mode 600) holding `new_key()`. Only the
+/// server does this: it is where a chat's key is born.
 pub fn load_or_create(
     source: &KeySource,
+    unprotected: Unprotected,
     new_key: impl FnOnce() -> Result<Key, String>,
 ) -> Result<Loaded, KeyError> {
     let mut created = None;
@@ -231,8 +300,8 @@ pub fn load_or_create(
         }
     }
     Ok(Loaded {
-        keys: load(source)?,
         created,
+        ..load(source, unprotected)?
     })
 }
 
@@ -270,14 +339,73 @@ pub struct Keys {
     pub origins: Vec<String>,
 }
 
-/// Reads and parses the keys of `source`.
-pub fn load(source: &KeySource) -> Result<Keys, KeyError> {
-    match source {
+/// Reads and parses the keys of `source`. A default key file that does not exist is
+/// [`KeyError::NoDefaultKey`] (only [`load_or_create`] makes one); a key file that
+/// group or others may access is refused or warned about, as `unprotected` says.
+pub fn load(source: &KeySource, unprotected: Unprotected) -> Result<Loaded, KeyError> {
+    let mut warning = None;
+    let keys = match source {
         KeySource::File(path) | KeySource::DefaultFile(path) => {
+            if let KeySource::DefaultFile(path) = source
+                && !path.exists()
+            {
+                return Err(KeyError::NoDefaultKey { path: path.clone() });
+            }
+            if let Some(mode) = open_to_others(path) {
+                match unprotected {
+                    Unprotected::Refuse => {
+                        return Err(KeyError::Unprotected {
+                            path: path.clone(),
+                            mode,
+                        });
+                    }
+                    Unprotected::Warn => {
+                        warning = Some(format!(
+                            "warning: key file {} is open to {} (mode {mode:04o}); make it \
+                             private with `chmod 600 {}`",
+                            path.display(),
+                            readers(mode),
+                            shell_word(&path.display().to_string())
+                        ));
+                    }
+                }
+            }
             let text = read_key_file(path)?;
-            parse_key_file(&text, &source.describe())
+            parse_key_file(&text, &source.describe())?
         }
-        KeySource::Env(value) => parse_key_list(value, ENV_VAR),
+        KeySource::Env(value) => parse_key_list(value, ENV_VAR)?,
+    };
+    Ok(Loaded {
+        keys,
+        created: None,
+        warning,
+    })
+}
+
+/// The permission bits of the regular file at `path` if group or others have any access
+/// to it (`mode & 0o077`); `None` if it is private, not a regular file (a pipe from the
+/// shell's `<(...)`), or the platform has no such bits.
+fn open_to_others(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(path).ok()?;
+        let mode = meta.permissions().mode() & 0o777;
+        (meta.is_file() && mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// Who besides the owner may access a file of `mode`: "group", "others", or both.
+fn readers(mode: u32) -> &'static str {
+    match (mode & 0o070 != 0, mode & 0o007 != 0) {
+        (true, true) => "group and others",
+        (true, false) => "its group",
+        _ => "others",
     }
 }
 
@@ -347,9 +475,9 @@ fn build<'t>(
     let mut keys = Vec::new();
     let mut origins = Vec::new();
     for (text, location) in entries {
-        let key = Key::from_base64(text).map_err(|_| KeyError::Malformed {
+        let key = parse_key(text).map_err(|problem| KeyError::Malformed {
             location: location.clone(),
-            len: text.chars().count(),
+            problem,
         })?;
         keys.push(key);
         origins.push(location);
@@ -375,6 +503,116 @@ fn build<'t>(
         }
     }
     Ok(Keys { ring, origins })
+}
+
+/// What is wrong with a key's text, said without showing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProblem {
+    /// Not 44 characters long (a truncated paste, two keys run together...).
+    Length {
+        /// How many characters there are.
+        got: usize,
+    },
+    /// A Fernet token (`gAAAAA...`) where a key was expected.
+    Token,
+    /// 44 characters, not all of them base64.
+    NotBase64,
+    /// 44 base64 characters that are not the padded text of 32 bytes.
+    NotThirtyTwoBytes,
+}
+
+impl fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Length { got } => write!(
+                f,
+                "expected {KEY_TEXT_LEN} characters of base64url, got {got}"
+            ),
+            Self::Token => f.write_str("this is a Fernet token, not a key"),
+            Self::NotBase64 => f.write_str(
+                "it has characters that are not base64url (A-Z a-z 0-9 - _, and = at the end)",
+            ),
+            Self::NotThirtyTwoBytes => f.write_str(
+                "44 characters of base64, but not the text of 32 bytes (a key ends in `=`, \
+                 after one of A E I M Q U Y c g k o s w 0 4 8)",
+            ),
+        }
+    }
+}
+
+/// Parses one key's text: padded base64url of 32 bytes, or the same in the standard
+/// alphabet (`+` `/`), as Python's `Fernet(key)` takes it. The alphabet is mapped in
+/// constant time, then `chat_core`'s constant-time parser reads it; only a key that
+/// fails is looked at closer, to say why.
+pub fn parse_key(text: &str) -> Result<Key, KeyProblem> {
+    let mut url = Zeroizing::new(text.as_bytes().to_vec());
+    for byte in url.iter_mut() {
+        let plus = byte.ct_eq(&b'+');
+        let slash = byte.ct_eq(&b'/');
+        byte.conditional_assign(&b'-', plus);
+        byte.conditional_assign(&b'_', slash);
+    }
+    // Only `+` and `/` changed, to other ASCII: still the same valid UTF-8.
+    let parsed = core::str::from_utf8(&url)
+        .ok()
+        .and_then(|url| Key::from_base64(url).ok());
+    parsed.ok_or_else(|| diagnose(text))
+}
+
+/// Why `text` is not a key (it is known not to be one).
+fn diagnose(text: &str) -> KeyProblem {
+    let len = text.chars().count();
+    if text.starts_with("gAAAA") && len > KEY_TEXT_LEN {
+        KeyProblem::Token
+    } else if len != KEY_TEXT_LEN {
+        KeyProblem::Length { got: len }
+    } else if !text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_+/=".contains(&b))
+    {
+        KeyProblem::NotBase64
+    } else {
+        KeyProblem::NotThirtyTwoBytes
+    }
+}
+
+/// `path` for messages, with the home directory written `~` (as a shell reads it).
+pub fn tilde(path: &Path) -> String {
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty())
+        && let Ok(rest) = path.strip_prefix(&home)
+    {
+        return format!("~/{}", shell_word(&rest.display().to_string()));
+    }
+    shell_word(&path.display().to_string())
+}
+
+/// `text` as one word for a POSIX shell: as is when it is plain, else single-quoted.
+pub fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./-+=:@%,".contains(&b));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// Where another machine keeps the default key file, as its shell writes it (the
+/// default when `XDG_CONFIG_HOME` is not set there).
+pub const REMOTE_KEY_FILE: &str = "~/.config/host-chat/key";
+
+/// A shell command, run on this machine, that copies the key file at `path` to the
+/// default key file of another machine over ssh, creating the folder there (mode 700)
+/// and the file (mode 600) if they do not exist yet. `OTHER-MACHINE` is for the user to
+/// fill in.
+pub fn copy_command(path: &Path) -> String {
+    format!(
+        "ssh OTHER-MACHINE 'umask 077 && mkdir -p ~/.config/host-chat && cat > \
+         {REMOTE_KEY_FILE}' < {}",
+        tilde(path)
+    )
 }
 
 #[cfg(test)]
@@ -439,7 +677,10 @@ mod tests {
             text.starts_with("key file k, line 2: not a Fernet key"),
             "{text}"
         );
-        assert!(text.contains("got 43"), "{text}");
+        assert!(
+            text.contains("expected 44 characters of base64url, got 43"),
+            "{text}"
+        );
         assert!(!text.contains(broken), "{text}");
 
         let err = parse_key_list(&format!("{K1},{broken}x"), ENV_VAR).unwrap_err();
@@ -488,9 +729,14 @@ mod tests {
         let path = dir.join("host-chat").join("key");
         let source = KeySource::DefaultFile(path.clone());
         let fresh = || Ok(Key::from_base64(K1).unwrap());
-        let first = load_or_create(&source, fresh).unwrap();
+        // Only the server creates it; anyone else is told where the key comes from.
+        let err = load(&source, Unprotected::Warn).unwrap_err();
+        assert_eq!(err, KeyError::NoDefaultKey { path: path.clone() });
+        assert!(!path.exists());
+        let first = load_or_create(&source, Unprotected::Refuse, fresh).unwrap();
         assert_eq!(first.created.as_deref(), Some(path.as_path()));
-        let again = load_or_create(&source, || Err("unused".into())).unwrap();
+        assert!(first.warning.is_none());
+        let again = load_or_create(&source, Unprotected::Refuse, || Err("unused".into())).unwrap();
         assert!(again.created.is_none());
         let mut buf = [0; KEY_TEXT_LEN];
         assert_eq!(again.keys.ring.primary().to_base64(&mut buf), K1);
@@ -504,9 +750,105 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn unprotected_files_are_refused_or_warned_about() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("host-chat-perm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k");
+        std::fs::write(&path, format!("{K1}\n")).unwrap();
+        let source = KeySource::File(path.clone());
+        for (mode, who) in [
+            (0o644, "group and others"),
+            (0o640, "its group"),
+            (0o604, "others"),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = load(&source, Unprotected::Refuse).unwrap_err();
+            assert_eq!(
+                err,
+                KeyError::Unprotected {
+                    path: path.clone(),
+                    mode
+                }
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("open to {who} (mode 0{mode:o})")),
+                "{text}"
+            );
+            assert!(
+                text.contains("chmod 600") && !text.contains(&K1[..8]),
+                "{text}"
+            );
+            let loaded = load(&source, Unprotected::Warn).unwrap();
+            let warning = loaded.warning.unwrap();
+            assert!(warning.contains(&format!("open to {who}")), "{warning}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            load(&source, Unprotected::Refuse)
+                .unwrap()
+                .warning
+                .is_none()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn key_problems_are_named() {
+        // The standard alphabet is the same key.
+        let raw: [u8; 32] = core::array::from_fn(|i| (i * 37 + 250) as u8);
+        let key = Key::from_bytes(&raw);
+        let mut buf = [0; KEY_TEXT_LEN];
+        let url = key.to_base64(&mut buf).to_owned();
+        assert!(url.contains(['-', '_']), "{url}");
+        let standard = url.replace('-', "+").replace('_', "/");
+        let parsed = parse_key(&standard).unwrap();
+        assert_eq!(parsed.to_base64(&mut buf), url);
+        assert_eq!(
+            parse_key(&url[..43]).unwrap_err(),
+            KeyProblem::Length { got: 43 }
+        );
+        assert_eq!(
+            parse_key(&format!("{url}{url}")).unwrap_err(),
+            KeyProblem::Length { got: 88 }
+        );
+        assert_eq!(
+            parse_key(&format!("gAAAAA{url}")).unwrap_err(),
+            KeyProblem::Token
+        );
+        assert_eq!(
+            parse_key(&format!("{}!=", &url[..42])).unwrap_err(),
+            KeyProblem::NotBase64
+        );
+        // The last symbol before `=` carries 2 unused bits, which must be zero.
+        assert_eq!(
+            parse_key(&format!("{}B=", &url[..42])).unwrap_err(),
+            KeyProblem::NotThirtyTwoBytes
+        );
+        assert_eq!(
+            parse_key("").unwrap_err().to_string(),
+            "expected 44 characters of base64url, got 0"
+        );
+    }
+
+    #[test]
+    fn messages_for_the_shell() {
+        assert_eq!(shell_word("/a/b-c_d.key"), "/a/b-c_d.key");
+        assert_eq!(shell_word("/a b/it's"), r"'/a b/it'\''s'");
+        assert!(copy_command(Path::new("/etc/k")).ends_with(" < /etc/k"));
+        assert!(
+            copy_command(Path::new("/etc/k"))
+                .starts_with("ssh OTHER-MACHINE 'umask 077 && mkdir -p ~/.config/host-chat")
+        );
+    }
+
     #[test]
     fn missing_file() {
-        let err = load(&KeySource::File("/nonexistent/k".into())).unwrap_err();
+        let err = load(&KeySource::File("/nonexistent/k".into()), Unprotected::Warn).unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot read key file /nonexistent/k: No such file or directory"

@@ -16,7 +16,8 @@
 //! * `plain`: the same text without cryptography, against `host-chat bench-relay --plain`.
 
 use crate::chat::child::{Log, ServerChild};
-use crate::cli::Cli;
+use crate::cli::ChatKeyArgs;
+use crate::error::{BadArgument, NotDelivered};
 use crate::keys::Ring;
 use crate::mmsg::{self, Datagrams};
 use crate::net::{self, Clock, Endpoint, Machine, Step};
@@ -98,8 +99,8 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
     pub messages: u64,
 
-    /// Bytes of text per message (24 to 809).
-    #[arg(long, short = 'd', value_name = "B", default_value_t = 64,
+    /// Bytes of text per message, 24 to 809.
+    #[arg(long, value_name = "B", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(24..=809))]
     pub size: u16,
 
@@ -140,6 +141,10 @@ pub struct BenchArgs {
     /// Print one JSON object with the results instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// The server's keys, for a server that is already running.
+    #[command(flatten)]
+    pub keys: ChatKeyArgs,
 }
 
 /// Options of the hidden `bench-relay`.
@@ -187,10 +192,11 @@ fn server_stats(server: &ServerChild) -> Option<(u64, u64, u64)> {
                     .parse()
                     .ok()
             };
+            // `stats_line`: "3 lines relayed" (or "1 line relayed"), "9 deliveries sent".
             return Some((
-                number(" lines relayed")?,
-                number(" deliveries sent")?,
-                number(" retransmission rounds")?,
+                number(" line")?,
+                number(" deliver")?,
+                number(" retransmission round")?,
             ));
         }
     }
@@ -198,7 +204,7 @@ fn server_stats(server: &ServerChild) -> Option<(u64, u64, u64)> {
 }
 
 /// `host-chat bench`.
-pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
+pub fn run(args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
     let kind = match args.spawn_server {
         Some(SpawnKind::Auto) if args.mode == Mode::Plain => Some(SpawnKind::Plain),
         Some(SpawnKind::Auto) => Some(SpawnKind::Host),
@@ -207,15 +213,21 @@ pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Re
     match (kind, args.mode) {
         (Some(SpawnKind::Plain), Mode::Framed | Mode::Legacy)
         | (Some(SpawnKind::Host | SpawnKind::Python), Mode::Plain) => {
-            anyhow::bail!("--mode plain goes with the plain relay (--spawn-server plain) only")
+            return Err(BadArgument(
+                "--mode plain goes with the plain relay (--spawn-server plain) only".into(),
+            )
+            .into());
         }
         (Some(SpawnKind::Python), Mode::Framed) => {
-            anyhow::bail!("the Python relay speaks bare-text tokens only: use --mode legacy")
+            return Err(BadArgument(
+                "the Python relay speaks bare-text tokens only: use --mode legacy".into(),
+            )
+            .into());
         }
         _ => {}
     }
     if kind.is_some() && args.server.is_some() {
-        anyhow::bail!("give either SERVER or --spawn-server, not both");
+        return Err(BadArgument("give either SERVER or --spawn-server, not both".into()).into());
     }
 
     // The key: a fresh one for a spawned server, else the chat's.
@@ -228,7 +240,9 @@ pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Re
             key_text = Some(Zeroizing::new(key.to_base64(&mut text).to_owned()));
             ring = Some(Ring::new(key));
         } else {
-            ring = Some(crate::chat::chat_keys(cli, key_env)?.ring);
+            let user = crate::chat::KeyUser::Client;
+            let keys = crate::chat::chat_keys(args.keys.key_file.as_deref(), key_env, user)?;
+            ring = Some(keys.ring);
         }
     }
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
@@ -464,12 +478,13 @@ impl Bench {
                 break;
             }
             if now_ns(self.start) > join_deadline {
-                anyhow::bail!(
-                    "only {} of {} clients got in within {START_TIMEOUT:?}: is the server \
-                     running there, with the same key?",
+                return Err(NotDelivered(format!(
+                    "only {} of {} got in within {START_TIMEOUT:?}: is the server running \
+                     there, with the same key?",
                     self.peers.iter().filter(|p| p.ready).count(),
-                    self.clients
-                );
+                    chat_cli::count(self.clients as u64, "client")
+                ))
+                .into());
             }
         }
         // Let the join notices and hellos pass before measuring.

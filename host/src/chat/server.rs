@@ -1,9 +1,11 @@
 //! `host-chat server`: chat_core's [`Relay`] on a UDP socket.
 
-use crate::cli::{Cli, ServerArgs};
+use super::wrong_key::{self, WrongKeyLog};
+use crate::cli::ServerArgs;
 use crate::keys::Ring;
 use crate::net::{self, Clock, Endpoint, Machine, Step};
 use anyhow::Context as _;
+use chat_cli::count;
 use chat_core::session::{Dropped, Relay, RelayConfig, RelayEvent, Stats};
 use chat_core::time::{Duration, Instant};
 use rand::rngs::StdRng;
@@ -29,12 +31,16 @@ pub type HostRelay = Relay<SocketAddr, StdRng, 7, MEMBERS, ROOMS, HISTORY, TEXT>
 const STACK: usize = 256 << 20;
 
 /// `host-chat server`.
-pub fn run(cli: &Cli, args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
-    let keys = super::chat_keys(cli, key_env)?;
+pub fn run(args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
     let bind = super::parse_bind(&args.bind)?;
+    let user = super::KeyUser::Server {
+        allow_unprotected: args.allow_unprotected_key_file,
+    };
+    let keys = super::chat_keys(args.keys.key_file.as_deref(), key_env, user)?;
     let config = RelayConfig {
         max_datagram: args.wire.max_datagram,
         ttl: Duration::from_secs(args.wire.ttl),
+        clock_skew: Duration::from_secs(args.wire.clock_skew),
         member_timeout: Duration::from_secs(args.member_timeout),
         ..RelayConfig::default()
     };
@@ -54,6 +60,10 @@ pub fn run(cli: &Cli, args: &ServerArgs, key_env: Option<OsString>) -> anyhow::R
     net::err(&format!(
         "host-chat server listening on {bound}; reach it at {} (Ctrl+C stops it)",
         reach.join(", ")
+    ));
+    net::err(&format!(
+        "settings: --max-datagram {}, --ttl {}, --clock-skew {}, --member-timeout {}",
+        args.wire.max_datagram, args.wire.ttl, args.wire.clock_skew, args.member_timeout
     ));
     let stats_every = args.stats.map(Duration::from_secs);
     let ring = keys.ring;
@@ -102,6 +112,7 @@ fn serve(
         stats_every,
         next_stats: stats_every.map(|every| now + every),
         next_clock_sync: now + CLOCK_SYNC,
+        wrong_key: WrongKeyLog::new(wrong_key::CAPACITY),
     };
     net::run(endpoint, &clock, config.max_datagram, &mut server).context("event loop failed")?;
     net::err(&format!(
@@ -120,6 +131,8 @@ struct Server {
     stats_every: Option<Duration>,
     next_stats: Option<Instant>,
     next_clock_sync: Instant,
+    /// Who was told about in the log for sending tokens of another key.
+    wrong_key: WrongKeyLog,
 }
 
 impl Server {
@@ -145,12 +158,13 @@ pub fn stats_line(stats: &Stats, members: usize, rooms: usize) -> String {
         .map(|reason| format!("{reason} {}", stats.dropped(*reason)))
         .collect();
     format!(
-        "stats: {members} members in {rooms} rooms; {} datagrams in, {} lines relayed, \
-         {} deliveries sent, {} retransmission rounds, {} missed; dropped: {}",
-        stats.datagrams,
-        stats.relayed,
-        stats.delivered,
-        stats.retransmits,
+        "stats: {} in {}; {} in, {} relayed, {} sent, {}, {} missed; dropped: {}",
+        count(members as u64, "member"),
+        count(rooms as u64, "room"),
+        count(stats.datagrams, "datagram"),
+        count(stats.relayed, "line"),
+        count(stats.delivered, "delivery"),
+        count(stats.retransmits, "retransmission round"),
         stats.missed,
         if dropped.is_empty() {
             "none".to_owned()
@@ -162,9 +176,16 @@ pub fn stats_line(stats: &Stats, members: usize, rooms: usize) -> String {
 
 impl Machine for Server {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
-        // Why a datagram was dropped only goes to the counters: logging every forged
-        // datagram would let anyone fill the log.
-        let _ = self.relay.handle_datagram(now, from, datagram);
+        // Why a datagram was dropped goes to the counters; only a token of another key
+        // is logged, once a minute per address (a bounded table), so that a flood
+        // cannot fill the log.
+        let token_shaped = wrong_key::looks_like_token(datagram);
+        if let Err(Dropped::InvalidToken) = self.relay.handle_datagram(now, from, datagram)
+            && token_shaped
+            && let Some(line) = self.wrong_key.on_invalid(now, from)
+        {
+            self.log(&line);
+        }
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -196,8 +217,8 @@ impl Machine for Server {
                     room,
                     members,
                 } => format!(
-                    "{nick} joined room {room} from {addr} ({members} member{})",
-                    if members == 1 { "" } else { "s" }
+                    "{nick} joined room {room} from {addr} ({})",
+                    count(members, "member")
                 ),
                 RelayEvent::Left {
                     addr,
