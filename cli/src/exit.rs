@@ -141,6 +141,21 @@ impl fmt::Display for NotDelivered {
 
 impl std::error::Error for NotDelivered {}
 
+/// Checks a chat nickname and room (`--nick`, `--room`): 1 to 32 bytes, not blank,
+/// without control characters (`chat_core::wire::is_valid_name`), as every chat program
+/// takes them.
+pub fn check_names(nick: &str, room: &str) -> Result<(), BadArgument> {
+    let valid = chat_core::wire::is_valid_name;
+    let bad = match (valid(nick), valid(room)) {
+        (true, true) => return Ok(()),
+        (false, _) => format!("--nick {nick:?}"),
+        (true, false) => format!("--room {room:?}"),
+    };
+    Err(BadArgument(format!(
+        "{bad}: a name is 1 to 32 bytes, not blank, without control characters"
+    )))
+}
+
 /// The exit status for a failure: [`EXIT_REFUSED`], [`EXIT_USAGE`] or [`EXIT_INPUT`].
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
@@ -180,5 +195,15 @@ mod tests {
         let err = anyhow::Error::new(NotDelivered("1 of 2 lines".into()));
         assert_eq!(exit_code(&err), EXIT_REFUSED);
         assert_eq!(exit_code(&anyhow::anyhow!("cannot listen")), EXIT_INPUT);
+        assert!(check_names("ann", "lobby").is_ok());
+        let long = "x".repeat(33);
+        assert!(
+            check_names(&long, "lobby")
+                .unwrap_err()
+                .0
+                .starts_with("--nick")
+        );
+        assert!(check_names("ann", "").unwrap_err().0.starts_with("--room"));
+        assert!(check_names(&long[..32], &long[..32]).is_ok());
     }
 }

@@ -89,12 +89,12 @@ pub struct BenchArgs {
     #[arg(value_name = "SERVER")]
     pub server: Option<String>,
 
-    /// Clients, each on its own socket, all in one room.
+    /// Clients, 1 to 250, each on its own socket, all in one room.
     #[arg(long, short = 'c', value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=250))]
     pub clients: u16,
 
-    /// Messages to send in all, spread evenly over the clients.
+    /// Messages to send in all, 1 to 50000000, spread evenly over the clients.
     #[arg(long, short = 'n', value_name = "M", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
     pub messages: u64,
@@ -121,14 +121,15 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH", default_value = "bench/python_relay.py")]
     pub python_relay: PathBuf,
 
-    /// Lines in flight per client awaiting the server's receipt (legacy and plain: the
-    /// server keeps 8 receipts due per member; framed clients have their outbox of 16).
+    /// Lines in flight per client awaiting the server's receipt, 1 to 1024 (legacy and
+    /// plain: the server keeps 8 receipts due per member; framed clients have their
+    /// outbox of 16).
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub window: u16,
 
-    /// Framed clients: lines each may have awaiting the server's receipt (its outbox
-    /// holds 16). Many senders with full outboxes can send a room more lines at once than
+    /// Framed clients: lines each may have awaiting the server's receipt, 1 to 16 (its
+    /// outbox holds 16). Many senders with full outboxes can send a room more lines at once than
     /// its history holds (128): the excess is dropped and retransmitted 300 ms later.
     #[arg(long, short = 'P', value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=16))]
@@ -962,6 +963,9 @@ impl Report {
                 "messages": self.messages,
                 "size": self.size,
                 "rate": self.rate,
+                "window": args.window,
+                "pipeline": args.pipeline,
+                "drain_s": args.drain,
                 "fanout": self.fanout,
                 "elapsed_s": self.elapsed,
                 "send_elapsed_s": self.send_elapsed,

@@ -60,7 +60,8 @@ const CLIENT_HELP: &str = "\
 In the chat:
   type a line and Enter to send it; each line is answered by the server
   (\"server: delivered as #12 to 3 members\"). /who lists the room, /quit (or end of
-  input, Ctrl+D) leaves; Ctrl+C leaves at once. Times are shown in UTC.
+  input, Ctrl+D) leaves; so does Ctrl+C, saying what it still waits for, and a second
+  Ctrl+C leaves at once, naming every line it drops. Times are shown in UTC.
 
 With --tui (a full-screen UI; needs a terminal, e.g. over ssh or in tmux):
   Enter sends, Up/Down recall earlier lines, Left/Right/Home/End/Backspace/Delete edit
@@ -272,7 +273,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub allow_unprotected_key_file: bool,
 
-    /// Print the counters every SECONDS seconds (also on SIGUSR1).
+    /// Print the counters every SECONDS seconds, 1 or more (also on SIGUSR1).
     #[arg(long, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub stats: Option<u64>,

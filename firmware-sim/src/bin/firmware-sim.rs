@@ -5,7 +5,7 @@
 
 use anyhow::{Context, bail};
 use chat_cli::count;
-use chat_cli::exit::{BadArgument, NotDelivered, exit_code};
+use chat_cli::exit::{BadArgument, NotDelivered, check_names, exit_code};
 use chat_core::fernet::Key;
 use chat_core::session::{ClientConfig, ClientEvent, ClientState, JsonStr, SendError};
 use chat_core::time::Duration as CoreDuration;
@@ -59,7 +59,7 @@ struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:12345")]
     server: String,
 
-    /// Room to join.
+    /// Room to join, 1 to 32 bytes.
     #[arg(long, default_value = "lobby")]
     room: String,
 
@@ -133,6 +133,7 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    check_names(&cli.nick, &cli.room)?;
     let (key, warning) = keys::load(cli.key_file.as_deref())?;
     if let Some(warning) = warning {
         eprintln!("firmware-sim: {warning}");

@@ -153,14 +153,9 @@ pub fn run_with(ring: Ring, options: &Options, intro: &Intro) -> anyhow::Result<
         drain_timeout: Duration::from_millis(0),
         ..ClientConfig::new(&nick, &room)
     };
+    crate::error::check_names(&nick, &room)?;
     let clock = Clock::new();
-    let Some(client) = new_client(&config, &ring, &clock)? else {
-        return Err(crate::error::BadArgument(format!(
-            "--nick {nick:?} / --room {room:?}: names are 1 to 32 bytes, not blank, without \
-             control characters"
-        ))
-        .into());
-    };
+    let client = new_client(&config, &ring, &clock)?.context("the names were checked")?;
     let local: SocketAddr = if options.server.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
