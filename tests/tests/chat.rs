@@ -239,13 +239,45 @@ const PYTHON_LEGACY: &str = r#"
 import socket, sys
 from cryptography.fernet import Fernet
 key, port = sys.argv[1], int(sys.argv[2])
+ending = sys.argv[3].encode() if len(sys.argv) > 3 else b""
 f = Fernet(key.encode())
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(5)
-s.sendto(f.encrypt(b"hello from python"), ("127.0.0.1", port))
+s.sendto(f.encrypt(b"hello from python") + ending, ("127.0.0.1", port))
 data, _ = s.recvfrom(4096)
 print(f.decrypt(data, ttl=60).decode())
 "#;
+
+/// A line-oriented sender puts a line ending after each token (`print`, `nc`): the
+/// server takes the token, as Python's own `decrypt` would (PROTOCOL.md, "Datagrams").
+#[test]
+#[cfg_attr(
+    not(have_python),
+    ignore = "needs python3 with cryptography (pip install cryptography)"
+)]
+fn a_token_with_a_line_ending_is_a_token() {
+    let _ = python();
+    let server = server(K1);
+    let exe = std::env::var_os("PYTHON")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into());
+    for ending in ["\n", "\r\n"] {
+        let out = run(
+            Command::new(&exe)
+                .args(["-c", PYTHON_LEGACY, K1])
+                .arg(server.addr.port().to_string())
+                .arg(ending),
+            io::empty(),
+            Duration::from_secs(20),
+        );
+        assert!(out.status.success(), "{ending:?}: {}", out.stderr_text());
+        assert!(
+            out.stdout_text().starts_with("server: received as #"),
+            "{}",
+            out.stdout_text()
+        );
+    }
+}
 
 #[test]
 #[cfg_attr(

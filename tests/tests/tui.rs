@@ -291,7 +291,11 @@ fn the_demo_join_command_is_copyable_from_the_screen() {
     tmux.press("Enter");
     let deadline = Instant::now() + QUICK;
     while tmux.alive() {
-        assert!(Instant::now() < deadline, "the demo did not exit:\n{}", tmux.screen());
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not exit:\n{}",
+            tmux.screen()
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
