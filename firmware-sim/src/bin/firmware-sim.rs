@@ -3,7 +3,7 @@
 //! The stack's IPv4/UDP packets go through a user-space bridge to a host UDP socket
 //! (no root needed), or with `--tap IFACE` (feature `tap`, Linux) to a TUN interface.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chat_cli::count;
 use chat_cli::exit::{BadArgument, NotDelivered, check_names, exit_code};
 use chat_core::fernet::Key;
@@ -188,13 +188,11 @@ fn run_tap(
     key: Key,
     every: Option<Every>,
 ) -> anyhow::Result<()> {
-    let address: Ipv4Cidr = cli
-        .device_ip
-        .parse()
-        .ok()
-        .context("--device-ip: expected an IPv4 CIDR such as 10.42.0.2/24")?;
+    let address: Ipv4Cidr = cli.device_ip.parse().ok().ok_or_else(|| {
+        BadArgument("--device-ip: expected an IPv4 CIDR such as 10.42.0.2/24".into())
+    })?;
     let SocketAddr::V4(server) = server else {
-        bail!("--tap: the server must be an IPv4 address");
+        return Err(BadArgument("--tap: the server must be an IPv4 address".into()).into());
     };
     let device = TunTapInterface::new(iface, Medium::Ip)
         .with_context(|| format!("cannot open TUN interface {iface}"))?;
@@ -214,7 +212,10 @@ fn run_tap(
 
 #[cfg(not(feature = "tap"))]
 fn run_tap(_: &Cli, _: &str, _: SocketAddr, _: Key, _: Option<Every>) -> anyhow::Result<()> {
-    bail!("--tap: this build has no TUN support (build with `--features tap`, Linux only)")
+    Err(BadArgument(
+        "--tap: this build has no TUN support (build with `--features tap`, Linux only)".into(),
+    )
+    .into())
 }
 
 /// Lines of standard input, read on their own thread; the channel closes at the end.

@@ -539,6 +539,15 @@ impl ChatClient {
         }
     }
 
+    /// Acts on every event the session has; `true` when it is over.
+    fn events(&mut self) -> bool {
+        let mut closed = false;
+        while let Some(event) = self.client.poll_event() {
+            closed |= self.event(event);
+        }
+        closed
+    }
+
     /// Acts on one event; `true` when the session is over.
     fn event(&mut self, event: ClientEvent<TEXT>) -> bool {
         let server = self.server.clone();
@@ -919,15 +928,15 @@ impl Machine for ChatClient {
         if !self.leaving {
             self.send_backlog();
         }
+        let mut closed = self.events();
+        // After the events: the answers they brought count for "all answered".
         if let Some(by) = self.quit_by
+            && !closed
             && !self.leaving
             && (self.all_answered() || by <= now)
         {
             self.leave(now);
-        }
-        let mut closed = false;
-        while let Some(event) = self.client.poll_event() {
-            closed |= self.event(event);
+            closed = self.events();
         }
         if closed || self.client.state() == ClientState::Closed {
             return Step::Stop;
