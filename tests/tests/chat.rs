@@ -495,7 +495,7 @@ fn ctrl_c_says_what_is_dropped_and_the_second_quits_at_once() {
     // For people: the first Ctrl+C says what it waits for.
     let server = self::server(K1);
     let mut cmd = host_chat();
-    cmd.args(["client", "--nick", "bo"])
+    cmd.args(["client", "--show-wire", "--nick", "bo"])
         .arg(server.addr.to_string())
         .env("HOST_CHAT_KEY", K1);
     let mut bo = Running::spawn("bo", &mut cmd);
@@ -503,6 +503,8 @@ fn ctrl_c_says_what_is_dropped_and_the_second_quits_at_once() {
     let mut server = server;
     server.process.kill();
     bo.send_line("also lost");
+    // The session took it (the wire view shows it going out).
+    bo.wait_for(QUICK, |line| line == "sent: also lost");
     let deadline = std::time::Instant::now() + QUICK;
     signal(bo.pid(), "INT");
     let waiting = "leaving: waiting up to 5 s for the server to take 1 line (Ctrl+C again to \
