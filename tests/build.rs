@@ -24,6 +24,7 @@ const PROBES: &[(&str, Probe)] = &[
     ("have_nats_server", || runs("nats-server", &["--version"])),
     ("have_mosquitto", || runs("mosquitto", &["-h"])),
     ("have_tap", tap),
+    ("have_netns", netns),
 ];
 
 fn main() {
@@ -82,6 +83,13 @@ fn has_rust_target(target: &str) -> bool {
                 .join(target)
                 .is_dir()
         })
+}
+
+/// A private network namespace with its own loopback (`unshare -rn`, as root or through a
+/// user namespace): where a test may listen on the default ports (12345, 12346) without
+/// touching the machine's.
+fn netns() -> bool {
+    runs("unshare", &["-rn", "sh", "-c", "ip link set lo up"])
 }
 
 /// Root (to create TAP devices) and the TUN/TAP driver.

@@ -16,7 +16,8 @@
 //! * `plain`: the same text without cryptography, against `host-chat bench-relay --plain`.
 
 use crate::chat::child::{Log, ServerChild};
-use crate::cli::Cli;
+use crate::cli::ChatKeyArgs;
+use crate::error::{BadArgument, NotDelivered};
 use crate::keys::Ring;
 use crate::mmsg::{self, Datagrams};
 use crate::net::{self, Clock, Endpoint, Machine, Step};
@@ -88,19 +89,19 @@ pub struct BenchArgs {
     #[arg(value_name = "SERVER")]
     pub server: Option<String>,
 
-    /// Clients, each on its own socket, all in one room.
+    /// Clients, 1 to 250, each on its own socket, all in one room.
     #[arg(long, short = 'c', value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=250))]
     pub clients: u16,
 
-    /// Messages to send in all, spread evenly over the clients.
+    /// Messages to send in all, 1 to 50000000, spread evenly over the clients.
     #[arg(long, short = 'n', value_name = "M", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
     pub messages: u64,
 
-    /// Bytes of text per message (24 to 809).
-    #[arg(long, short = 'd', value_name = "B", default_value_t = 64,
-          value_parser = clap::value_parser!(u16).range(24..=809))]
+    /// Bytes of text per message, 24 to 810.
+    #[arg(long, value_name = "B", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(24..=810))]
     pub size: u16,
 
     /// Messages per second in all [default: as fast as the clients' windows allow].
@@ -120,14 +121,15 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH", default_value = "bench/python_relay.py")]
     pub python_relay: PathBuf,
 
-    /// Lines in flight per client awaiting the server's receipt (legacy and plain: the
-    /// server keeps 8 receipts due per member; framed clients have their outbox of 16).
+    /// Lines in flight per client awaiting the server's receipt, 1 to 1024 (legacy and
+    /// plain: the server keeps 8 receipts due per member; framed clients have their
+    /// outbox of 16).
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub window: u16,
 
-    /// Framed clients: lines each may have awaiting the server's receipt (its outbox
-    /// holds 16). Many senders with full outboxes can send a room more lines at once than
+    /// Framed clients: lines each may have awaiting the server's receipt, 1 to 16 (its
+    /// outbox holds 16). Many senders with full outboxes can send a room more lines at once than
     /// its history holds (128): the excess is dropped and retransmitted 300 ms later.
     #[arg(long, short = 'P', value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=16))]
@@ -140,6 +142,10 @@ pub struct BenchArgs {
     /// Print one JSON object with the results instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// The server's keys, for a server that is already running.
+    #[command(flatten)]
+    pub keys: ChatKeyArgs,
 }
 
 /// Options of the hidden `bench-relay`.
@@ -198,7 +204,7 @@ fn server_stats(server: &ServerChild) -> Option<(u64, u64, u64)> {
 }
 
 /// `host-chat bench`.
-pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
+pub fn run(args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
     let kind = match args.spawn_server {
         Some(SpawnKind::Auto) if args.mode == Mode::Plain => Some(SpawnKind::Plain),
         Some(SpawnKind::Auto) => Some(SpawnKind::Host),
@@ -207,15 +213,21 @@ pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Re
     match (kind, args.mode) {
         (Some(SpawnKind::Plain), Mode::Framed | Mode::Legacy)
         | (Some(SpawnKind::Host | SpawnKind::Python), Mode::Plain) => {
-            anyhow::bail!("--mode plain goes with the plain relay (--spawn-server plain) only")
+            return Err(BadArgument(
+                "--mode plain goes with the plain relay (--spawn-server plain) only".into(),
+            )
+            .into());
         }
         (Some(SpawnKind::Python), Mode::Framed) => {
-            anyhow::bail!("the Python relay speaks bare-text tokens only: use --mode legacy")
+            return Err(BadArgument(
+                "the Python relay speaks bare-text tokens only: use --mode legacy".into(),
+            )
+            .into());
         }
         _ => {}
     }
     if kind.is_some() && args.server.is_some() {
-        anyhow::bail!("give either SERVER or --spawn-server, not both");
+        return Err(BadArgument("give either SERVER or --spawn-server, not both".into()).into());
     }
 
     // The key: a fresh one for a spawned server, else the chat's.
@@ -228,7 +240,9 @@ pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Re
             key_text = Some(Zeroizing::new(key.to_base64(&mut text).to_owned()));
             ring = Some(Ring::new(key));
         } else {
-            ring = Some(crate::chat::chat_keys(cli, key_env)?.ring);
+            let user = crate::chat::KeyUser::Client;
+            let keys = crate::chat::chat_keys(args.keys.key_file.as_deref(), key_env, user)?;
+            ring = Some(keys.ring);
         }
     }
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
@@ -464,12 +478,13 @@ impl Bench {
                 break;
             }
             if now_ns(self.start) > join_deadline {
-                anyhow::bail!(
-                    "only {} of {} clients got in within {START_TIMEOUT:?}: is the server \
-                     running there, with the same key?",
+                return Err(NotDelivered(format!(
+                    "only {} of {} got in within {START_TIMEOUT:?}: is the server running \
+                     there, with the same key?",
                     self.peers.iter().filter(|p| p.ready).count(),
-                    self.clients
-                );
+                    chat_cli::count(self.clients as u64, "client")
+                ))
+                .into());
             }
         }
         // Let the join notices and hellos pass before measuring.
@@ -943,6 +958,9 @@ impl Report {
                 "messages": self.messages,
                 "size": self.size,
                 "rate": self.rate,
+                "window": args.window,
+                "pipeline": args.pipeline,
+                "drain_s": args.drain,
                 "fanout": self.fanout,
                 "elapsed_s": self.elapsed,
                 "send_elapsed_s": self.send_elapsed,

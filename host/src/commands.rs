@@ -4,7 +4,7 @@
 //! Output is written in one piece, only once the command has succeeded: a failure
 //! leaves standard output empty.
 
-use crate::error::{InputTooLong, Rejected};
+use crate::error::{InputTooLong, NoInput, Rejected};
 use crate::keys::Keys;
 use anyhow::Context as _;
 use chat_core::fernet::{Error, KEY_TEXT_LEN, Key, TtlCheck, plaintext_buf_len, token_len};
@@ -109,29 +109,55 @@ pub fn encrypt(keys: &Keys, io: &mut Io<'_>) -> anyhow::Result<()> {
     write_all(io.stdout, &buf)
 }
 
-/// The token in `input`, without the whitespace around it.
-fn trim(input: &[u8]) -> &[u8] {
-    input.trim_ascii()
+/// A TTL to enforce in `decrypt`: `--ttl` and `--clock-skew`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl {
+    /// Largest accepted age, seconds.
+    pub ttl: u64,
+    /// How far ahead of our clock a timestamp may be, seconds.
+    pub clock_skew: u64,
+}
+
+/// Reads the token on standard input: the whitespace around it is dropped, and the
+/// standard base64 alphabet is mapped to base64url (`+` to `-`, `/` to `_`), as Python's
+/// `cryptography` reads tokens. Input with no token at all is [`NoInput`] (an input
+/// problem, exit 3), whatever else it is, the codec judges (exit 1 if invalid).
+fn read_token(io: &mut Io<'_>) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let input = read_all(io.stdin, MAX_TOKEN_INPUT_LEN, "token")?;
+    let token = input.trim_ascii();
+    if token.is_empty() {
+        return Err(NoInput { what: "token" }.into());
+    }
+    let mut token = Zeroizing::new(token.to_vec());
+    for byte in token.iter_mut() {
+        match byte {
+            b'+' => *byte = b'-',
+            b'/' => *byte = b'_',
+            _ => {}
+        }
+    }
+    Ok(token)
 }
 
 /// `decrypt`: the plaintext of the token on stdin, exactly.
 pub fn decrypt(
     keys: &Keys,
-    ttl: Option<u64>,
+    ttl: Option<Ttl>,
     verbose: bool,
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
-    let input = read_all(io.stdin, MAX_TOKEN_INPUT_LEN, "token")?;
-    let token = trim(&input);
+    let token = read_token(io)?;
     let ttl_check = match ttl {
-        Some(ttl) => TtlCheck::new(ttl, (io.clock)()?),
+        Some(Ttl { ttl, clock_skew }) => {
+            TtlCheck::new(ttl, (io.clock)()?).map(|check| check.with_skew(clock_skew))
+        }
         None => None,
     };
     let mut out = Zeroizing::new(vec![0u8; plaintext_buf_len(token.len())]);
     let (opened, index) = keys
         .ring
-        .decrypt(token, ttl_check, &mut out)
-        .map_err(|err| rejection(keys, token, ttl_check, err))?;
+        .decrypt(&token, ttl_check, &mut out)
+        .map_err(|err| rejection(keys, &token, ttl_check, err))?;
     if verbose {
         note(
             io,
@@ -148,15 +174,16 @@ pub fn decrypt(
 
 /// `rotate`: the token on stdin re-encrypted under the primary key, same timestamp.
 pub fn rotate(keys: &Keys, verbose: bool, io: &mut Io<'_>) -> anyhow::Result<()> {
-    let input = read_all(io.stdin, MAX_TOKEN_INPUT_LEN, "token")?;
-    let token = trim(&input);
+    let token = read_token(io)?;
     let mut rng = iv_rng()?;
-    // The new token is as long as the old one; one more byte for the newline.
+    // The new token is as long as the old one; one more byte for the newline. Core
+    // judges the token's shape before it looks at the buffer: a short or malformed
+    // token is an invalid token, never a buffer problem.
     let mut out = Zeroizing::new(vec![0u8; token.len() + 1]);
     let rotated = keys
         .ring
-        .rotate(token, &mut rng, &mut out[..token.len()])
-        .map_err(|err| rejection(keys, token, None, err))?;
+        .rotate(&token, &mut rng, &mut out[..token.len()])
+        .map_err(|err| rejection(keys, &token, None, err))?;
     let (len, index) = (rotated.token.len(), rotated.key_index);
     if verbose {
         let how = if index == 0 {
@@ -200,6 +227,7 @@ fn rejection(keys: &Keys, token: &[u8], ttl: Option<TtlCheck>, err: Error) -> an
         },
         (Error::FromTheFuture, Some(check), Some(made)) => Rejected::FromTheFuture {
             ahead: made.saturating_sub(check.now),
+            skew: check.skew,
         },
         (Error::BufferTooSmall, ..) => {
             return anyhow::anyhow!("internal error: {err} for a {} byte token", token.len());
@@ -245,6 +273,13 @@ mod tests {
         }
     }
 
+    fn ttl(ttl: u64) -> Option<Ttl> {
+        Some(Ttl {
+            ttl,
+            clock_skew: 60,
+        })
+    }
+
     fn keys(list: &str) -> Keys {
         parse_key_list(list, "test").unwrap()
     }
@@ -268,23 +303,33 @@ mod tests {
         assert_eq!(out.stdout.last(), Some(&b'\n'));
         let token = out.stdout;
 
-        let out = with_io(&token, 1060, |io| decrypt(&ring, Some(60), false, io));
+        let out = with_io(&token, 1060, |io| decrypt(&ring, ttl(60), false, io));
         out.result.unwrap();
         assert_eq!(out.stdout, message);
 
-        let out = with_io(&token, 1061, |io| decrypt(&ring, Some(60), false, io));
+        let out = with_io(&token, 1061, |io| decrypt(&ring, ttl(60), false, io));
         let err = out.result.unwrap_err();
         assert_eq!(err.to_string(), "token expired: made 61 s ago, TTL is 60 s");
         assert!(out.stdout.is_empty());
 
-        let out = with_io(&token, 900, |io| decrypt(&ring, Some(60), false, io));
+        let out = with_io(&token, 900, |io| decrypt(&ring, ttl(60), false, io));
         assert_eq!(
             out.result.unwrap_err().downcast::<Rejected>().unwrap(),
-            Rejected::FromTheFuture { ahead: 100 }
+            Rejected::FromTheFuture {
+                ahead: 100,
+                skew: 60
+            }
         );
+        // A larger allowance takes it.
+        let wide = Some(Ttl {
+            ttl: 60,
+            clock_skew: 100,
+        });
+        let out = with_io(&token, 900, |io| decrypt(&ring, wide, false, io));
+        assert_eq!(out.stdout, message);
 
         // With the wrong key, an old token is invalid, not expired.
-        let out = with_io(&token, 5000, |io| decrypt(&keys(K2), Some(60), false, io));
+        let out = with_io(&token, 5000, |io| decrypt(&keys(K2), ttl(60), false, io));
         assert_eq!(
             out.result.unwrap_err().downcast::<Rejected>().unwrap(),
             Rejected::Invalid
@@ -313,14 +358,56 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_invalid() {
-        for input in [&b""[..], b"  \n", b"gAAAA", &[0xff; 200]] {
-            let out = with_io(input, 0, |io| decrypt(&keys(K1), None, false, io));
-            let err = out.result.unwrap_err();
-            assert_eq!(err.downcast::<Rejected>().unwrap(), Rejected::Invalid);
-            let out = with_io(input, 0, |io| rotate(&keys(K1), false, io));
-            assert!(out.result.is_err());
-            assert!(out.stdout.is_empty());
+    fn garbage_is_invalid_and_nothing_is_no_input() {
+        let short: Vec<&[u8]> = vec![b"gAAAA", b"g", b"gAAAAABr", &[b'A'; 51], &[b'A'; 52]];
+        for input in short.into_iter().chain([&[0xff; 200][..], &[b'A'; 100]]) {
+            for rotating in [false, true] {
+                let out = with_io(input, 0, |io| {
+                    if rotating {
+                        rotate(&keys(K1), false, io)
+                    } else {
+                        decrypt(&keys(K1), None, false, io)
+                    }
+                });
+                let err = out.result.unwrap_err();
+                assert_eq!(
+                    err.downcast::<Rejected>().unwrap(),
+                    Rejected::Invalid,
+                    "{} bytes, rotate {rotating}",
+                    input.len()
+                );
+                assert!(out.stdout.is_empty());
+            }
         }
+        for input in [&b""[..], b"  \n", b"\r\n\t"] {
+            let out = with_io(input, 0, |io| decrypt(&keys(K1), None, false, io));
+            assert!(out.result.unwrap_err().is::<NoInput>());
+            let out = with_io(input, 0, |io| rotate(&keys(K1), false, io));
+            assert!(out.result.unwrap_err().is::<NoInput>());
+        }
+    }
+
+    #[test]
+    fn standard_alphabet_tokens_are_read() {
+        let ring = keys(K1);
+        let mut token = None;
+        // Find a token that has both `-` and `_` (most do).
+        for _ in 0..64 {
+            let out = with_io(b"alphabet", 1000, |io| encrypt(&ring, io));
+            let text = String::from_utf8(out.stdout).unwrap();
+            if text.contains('-') && text.contains('_') {
+                token = Some(text);
+                break;
+            }
+        }
+        let token = token.unwrap();
+        let standard = token.replace('-', "+").replace('_', "/");
+        let out = with_io(standard.as_bytes(), 1000, |io| {
+            decrypt(&ring, None, false, io)
+        });
+        assert_eq!(out.stdout, b"alphabet");
+        let out = with_io(standard.as_bytes(), 1000, |io| rotate(&ring, false, io));
+        let rotated = String::from_utf8(out.stdout).unwrap();
+        assert!(!rotated.contains(['+', '/']), "rotate writes base64url");
     }
 }

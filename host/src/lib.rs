@@ -32,24 +32,33 @@ use std::process::ExitCode;
 pub fn run(cli: &Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
     match &cli.command {
         Command::Keygen => commands::keygen(io),
-        Command::Encrypt => commands::encrypt(&load_keys(cli, io)?, io),
+        Command::Encrypt(args) => commands::encrypt(&load_keys(&args.keys, io)?, io),
         Command::Decrypt(args) => {
-            commands::decrypt(&load_keys(cli, io)?, args.ttl, args.verbose, io)
+            let keys = load_keys(&args.keys, io)?;
+            let ttl = args.ttl.map(|ttl| commands::Ttl {
+                ttl,
+                clock_skew: args.clock_skew,
+            });
+            commands::decrypt(&keys, ttl, args.verbose, io)
         }
-        Command::Rotate(args) => commands::rotate(&load_keys(cli, io)?, args.verbose, io),
-        Command::Server(args) => chat::server::run(cli, args, io.key_env.take()),
-        Command::Client(args) => chat::client::run_cli(cli, args, io.key_env.take()),
+        Command::Rotate(args) => commands::rotate(&load_keys(&args.keys, io)?, args.verbose, io),
+        Command::Server(args) => chat::server::run(args, io.key_env.take()),
+        Command::Client(args) => chat::client::run_cli(args, io.key_env.take()),
         Command::Demo(args) => chat::demo::run(args),
-        Command::Bench(args) => bench::run(cli, args, io.key_env.take()),
+        Command::Bench(args) => bench::run(args, io.key_env.take()),
         Command::BenchRelay(args) => bench::run_relay(args),
     }
 }
 
 /// The keys for the token tools: `--key-file`, else `HOST_CHAT_KEY`; they have no
-/// default key file.
-fn load_keys(cli: &Cli, io: &mut Io<'_>) -> anyhow::Result<keys::Keys> {
-    let source = keys::resolve(cli.key_file.as_deref(), io.key_env.take(), None)?;
-    Ok(keys::load(&source)?)
+/// default key file. A key file open to others is used, with a warning on stderr.
+fn load_keys(args: &cli::KeyArgs, io: &mut Io<'_>) -> anyhow::Result<keys::Keys> {
+    let source = keys::resolve(args.key_file.as_deref(), io.key_env.take(), None)?;
+    let loaded = keys::load(&source, keys::Unprotected::Warn)?;
+    if let Some(warning) = &loaded.warning {
+        let _ = writeln!(io.stderr, "host-chat: {warning}");
+    }
+    Ok(loaded.keys)
 }
 
 /// The whole program: parses the arguments, runs the command on the real standard

@@ -501,12 +501,65 @@ impl TempDir {
         &self.0
     }
 
-    /// Writes `contents` to `name` inside it and returns the file's path.
+    /// Writes `contents` to `name` inside it, private to its owner (mode 600, as a key
+    /// file must be), and returns the file's path.
     pub fn file(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.0.join(name);
         std::fs::write(&path, contents).expect("writing a temp file");
+        set_mode(&path, 0o600);
         path
     }
+}
+
+/// Sets the permission bits of `path` (Unix; nothing elsewhere).
+pub fn set_mode(path: &Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .expect("setting a file's mode");
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+}
+
+/// The permission bits of `path` (Unix; 0 elsewhere).
+pub fn mode_of(path: &Path) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path)
+            .expect("a file's metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        0
+    }
+}
+
+/// Whether process `pid` still exists (`kill -0`, which sends no signal).
+pub fn process_exists(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("running kill -0")
+        .success()
+}
+
+/// Sends signal `name` (`INT`, `TERM`...) to process `pid` with `kill`.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 impl Drop for TempDir {

@@ -5,7 +5,10 @@
 //! has a deadline; every child is killed when its guard drops.
 
 use chat_core::fernet::{Key, token_len};
-use e2e_tests::{ChatServer, Running, SplitMix, host_chat, python, run};
+use e2e_tests::proxy::{Faults, Proxy, ProxyConfig};
+use e2e_tests::{
+    ChatServer, Running, SplitMix, host_chat, process_exists, python, run, run_with, signal,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io;
@@ -166,6 +169,51 @@ fn a_client_with_the_wrong_key_is_ignored_and_told_why() {
     });
     assert_eq!(event["event"], "no_answer", "{}", client.report());
     assert_eq!(event["server"], server.addr.to_string());
+    assert_eq!(event["connection_refused"], false, "{event}");
+
+    // The server's log names the address once (the client sent several joins by now),
+    // with the hint; the raw token's address was named too.
+    let eve_says = wrong_key_lines(&server);
+    assert_eq!(eve_says.len(), 2, "{eve_says:#?}");
+    let local = socket.local_addr().unwrap();
+    assert!(
+        eve_says[0].contains(&format!(
+            "a client at {local} sends tokens this server cannot verify: wrong key?"
+        )),
+        "{eve_says:#?}"
+    );
+    assert!(eve_says[1].contains("wrong key?"), "{eve_says:#?}");
+
+    // It gives up at the end of input, never joined: exit status 1, and why.
+    client.close_stdin();
+    let closed = client.wait_event(QUICK, "closed");
+    assert_eq!(closed["joined"], false);
+    let error = client.wait_event(QUICK, "error");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("never joined room lobby"),
+        "{error}"
+    );
+    let status = client.wait_exit(QUICK).expect("it exits");
+    assert_eq!(status.code(), Some(1), "{}", client.report());
+    assert_eq!(
+        wrong_key_lines(&server).len(),
+        2,
+        "said once a minute per address"
+    );
+}
+
+/// The server's log lines about tokens of another key.
+fn wrong_key_lines(server: &ChatServer) -> Vec<String> {
+    server
+        .process
+        .stderr_text()
+        .lines()
+        .filter(|line| line.contains("cannot verify"))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -195,13 +243,45 @@ const PYTHON_LEGACY: &str = r#"
 import socket, sys
 from cryptography.fernet import Fernet
 key, port = sys.argv[1], int(sys.argv[2])
+ending = sys.argv[3].encode() if len(sys.argv) > 3 else b""
 f = Fernet(key.encode())
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(5)
-s.sendto(f.encrypt(b"hello from python"), ("127.0.0.1", port))
+s.sendto(f.encrypt(b"hello from python") + ending, ("127.0.0.1", port))
 data, _ = s.recvfrom(4096)
 print(f.decrypt(data, ttl=60).decode())
 "#;
+
+/// A line-oriented sender puts a line ending after each token (`print`, `nc`): the
+/// server takes the token, as Python's own `decrypt` would (PROTOCOL.md, "Datagrams").
+#[test]
+#[cfg_attr(
+    not(have_python),
+    ignore = "needs python3 with cryptography (pip install cryptography)"
+)]
+fn a_token_with_a_line_ending_is_a_token() {
+    let _ = python();
+    let server = server(K1);
+    let exe = std::env::var_os("PYTHON")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into());
+    for ending in ["\n", "\r\n"] {
+        let out = run(
+            Command::new(&exe)
+                .args(["-c", PYTHON_LEGACY, K1])
+                .arg(server.addr.port().to_string())
+                .arg(ending),
+            io::empty(),
+            Duration::from_secs(20),
+        );
+        assert!(out.status.success(), "{ending:?}: {}", out.stderr_text());
+        assert!(
+            out.stdout_text().starts_with("server: received as #"),
+            "{}",
+            out.stdout_text()
+        );
+    }
+}
 
 #[test]
 #[cfg_attr(
@@ -301,25 +381,214 @@ fn a_client_with_nothing_to_talk_to_says_so() {
     let mut client = Running::spawn("lonely", &mut client_cmd(K1, addr, "lonely"));
     let refused = client.wait_event(QUICK, "connection_refused");
     assert_eq!(refused["server"], addr.to_string());
-    client.wait_event(Duration::from_secs(6), "no_answer");
-    // End of input: it gives up cleanly.
+    let no_answer = client.wait_event(Duration::from_secs(6), "no_answer");
+    assert_eq!(no_answer["connection_refused"], true, "{no_answer}");
+    // End of input: it gives up, never joined, and says so with its exit status.
     client.close_stdin();
     let closed = client.wait_event(QUICK, "closed");
     assert_eq!(closed["joined"], false);
-    assert!(client.wait_exit(QUICK).is_some_and(|s| s.success()));
+    let status = client.wait_exit(QUICK).expect("it exits");
+    assert_eq!(status.code(), Some(1), "{}", client.report());
 
-    // The text for people says the same.
+    // The text for people: nothing listening, and no talk of keys after that.
     let mut cmd = host_chat();
     cmd.args(["client", "--nick", "lonely"])
         .arg(addr.to_string())
         .env("HOST_CHAT_KEY", K1);
-    let client = Running::spawn("lonely-text", &mut cmd);
-    let deadline = std::time::Instant::now() + QUICK;
-    let expected = format!("nothing is listening at {addr} (connection refused)");
-    while !client.stderr_text().contains(&expected) {
-        assert!(std::time::Instant::now() < deadline, "{}", client.report());
-        std::thread::sleep(Duration::from_millis(50));
+    let out = run_with(&mut cmd, "hello\n");
+    let stderr = out.stderr_text();
+    assert_eq!(out.code(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "nothing is listening at {addr} (connection refused)"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("same key"), "{stderr}");
+    assert!(
+        stderr.contains("line 1 not delivered (never joined): hello"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.trim_end().ends_with(&format!(
+            "host-chat: never joined room lobby on {addr}: nothing is listening there \
+             (connection refused)"
+        )),
+        "{stderr}"
+    );
+}
+
+/// A scripted client whose server goes away with lines unanswered: an `undelivered`
+/// event names each line, and the exit status is 1.
+#[test]
+fn lines_the_room_never_got_are_named_and_fail_the_exit_status() {
+    let mut server = server(K1);
+    let mut ann = joined_client(K1, server.addr, "ann");
+    say(&mut ann, "before");
+    server.process.kill();
+    ann.send_line("lost one");
+    ann.send_line("lost two");
+    let first = ann.wait_for_json(QUICK, |v| v["event"] == "sent" && v["text"] == "lost one");
+    ann.close_stdin();
+    let mut undelivered = Vec::new();
+    while undelivered.len() < 2 {
+        let event = ann.wait_event(QUICK, "undelivered");
+        undelivered.push((event["id"].clone(), event["text"].clone()));
     }
+    assert_eq!(undelivered[0], (first["id"].clone(), "lost one".into()));
+    assert_eq!(undelivered[1].1, "lost two");
+    ann.wait_event(QUICK, "closed");
+    let error = ann.wait_event(QUICK, "error");
+    assert_eq!(error["message"], "2 of 3 lines did not reach the room");
+    let status = ann.wait_exit(QUICK).expect("it exits");
+    assert_eq!(status.code(), Some(1), "{}", ann.report());
+}
+
+/// `echo /who | host-chat client --json` waits for the answer before it leaves; empty
+/// input joins and leaves, exit status 0.
+#[test]
+fn who_at_the_end_of_input_is_answered_before_leaving() {
+    let server = server(K1);
+    let _bob = joined_client(K1, server.addr, "bob");
+    let out = run_with(&mut client_cmd(K1, server.addr, "ann"), "/who\n").success();
+    let events: Vec<Value> = out
+        .stdout_text()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let members = events
+        .iter()
+        .find(|v| v["event"] == "members")
+        .unwrap_or_else(|| panic!("no members event: {events:#?}"));
+    assert_eq!(members["total"], 2, "{members}");
+    let names = members["names"].to_string();
+    assert!(names.contains("ann") && names.contains("bob"), "{members}");
+    assert!(
+        events
+            .iter()
+            .any(|v| v["event"] == "closed" && v["joined"] == true)
+    );
+
+    let out = run_with(&mut client_cmd(K1, server.addr, "cy"), "").success();
+    assert!(out.stdout_text().contains(r#""event":"joined""#));
+}
+
+/// Ctrl+C with the server gone: the first says what it waits for, the second quits at
+/// once and names the line it drops; exit status 1.
+#[test]
+fn ctrl_c_says_what_is_dropped_and_the_second_quits_at_once() {
+    let mut server = server(K1);
+    let mut ann = joined_client(K1, server.addr, "ann");
+    server.process.kill();
+    ann.send_line("going nowhere");
+    let sent = ann.wait_event(QUICK, "sent");
+    signal(ann.pid(), "INT");
+    let leaving = ann.wait_event(QUICK, "leaving");
+    assert_eq!(leaving["waiting"], 1, "{leaving}");
+    signal(ann.pid(), "INT");
+    let dropped = ann.wait_event(QUICK, "undelivered");
+    assert_eq!(
+        (&dropped["id"], &dropped["text"], &dropped["reason"]),
+        (&sent["id"], &"going nowhere".into(), &"interrupted".into())
+    );
+    let closed = ann.wait_event(QUICK, "closed");
+    assert_eq!(closed["interrupted"], true, "{closed}");
+    let status = ann.wait_exit(QUICK).expect("it exits");
+    assert_eq!(status.code(), Some(1), "{}", ann.report());
+
+    // For people: the first Ctrl+C says what it waits for.
+    let server = self::server(K1);
+    let mut cmd = host_chat();
+    cmd.args(["client", "--show-wire", "--nick", "bo"])
+        .arg(server.addr.to_string())
+        .env("HOST_CHAT_KEY", K1);
+    let mut bo = Running::spawn("bo", &mut cmd);
+    let deadline = std::time::Instant::now() + QUICK;
+    while !bo.stderr_text().contains("joined room lobby") {
+        assert!(std::time::Instant::now() < deadline, "{}", bo.report());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut server = server;
+    server.process.kill();
+    bo.send_line("also lost");
+    // The session took it (the wire view shows it going out).
+    bo.wait_for(QUICK, |line| line == "sent: also lost");
+    let deadline = std::time::Instant::now() + QUICK;
+    signal(bo.pid(), "INT");
+    let waiting = "leaving: waiting up to 5 s for the server to take 1 line (Ctrl+C again to \
+                   quit at once and drop it)";
+    while !bo.stderr_text().contains(waiting) {
+        assert!(std::time::Instant::now() < deadline, "{}", bo.report());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(bo.pid(), "INT");
+    let status = bo.wait_exit(QUICK).expect("it exits");
+    assert_eq!(status.code(), Some(1));
+    let stderr = bo.stderr_text();
+    assert!(
+        stderr.contains("line 1 not delivered (interrupted): also lost"),
+        "{stderr}"
+    );
+}
+
+/// `--show-wire` shows each receipt once, even when the network duplicates it.
+#[test]
+fn show_wire_shows_each_receipt_once() {
+    let server = server(K1);
+    let duplicating = Faults {
+        duplicate: 1.0,
+        ..Faults::NONE
+    };
+    let proxy = Proxy::start(
+        server.addr,
+        ProxyConfig {
+            to_client: duplicating,
+            ..ProxyConfig::symmetric(7, Faults::NONE)
+        },
+    )
+    .unwrap();
+    let mut cmd = host_chat();
+    cmd.args(["client", "--show-wire", "--nick", "ann"])
+        .arg(proxy.addr().to_string())
+        .env("HOST_CHAT_KEY", K1);
+    let out = run_with(&mut cmd, "one\ntwo\nthree\n").success();
+    let stdout = out.stdout_text();
+    let count = |prefix: &str| stdout.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("response: "), 3, "{stdout}");
+    assert_eq!(count("response token: "), 3, "{stdout}");
+    assert_eq!(count("server: delivered as #"), 3, "{stdout}");
+    assert!(
+        proxy
+            .counts(e2e_tests::proxy::Direction::ToClient)
+            .duplicated
+            >= 3,
+        "the proxy duplicated nothing"
+    );
+}
+
+/// `server --bind` takes a host name as the client does; a client refuses port 0.
+#[test]
+fn host_names_to_bind_and_no_port_0() {
+    let mut cmd = host_chat();
+    cmd.args(["server", "--bind", "localhost:0", "--print-port"])
+        .env("HOST_CHAT_KEY", K1);
+    let mut server = Running::spawn("server", &mut cmd);
+    let port: u16 = server.wait_for(QUICK, |_| true).trim().parse().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let out = run_with(&mut client_cmd(K1, addr, "ann"), "via localhost\n").success();
+    assert!(out.stdout_text().contains(r#""event":"delivered""#));
+
+    let out = run_with(
+        host_chat()
+            .args(["client", "127.0.0.1:0"])
+            .env("HOST_CHAT_KEY", K1),
+        "",
+    );
+    let line = out.failure(2);
+    assert!(
+        line.contains("port 0 is not a port a server listens on"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -339,11 +608,9 @@ fn the_demo_echoes_a_line_and_cleans_up() {
     demo.wait_event(QUICK, "delivered");
     demo.wait_for_json(QUICK, |v| is_message(v, "ann", "hello demo"));
     quit(&mut demo);
-    let proc = std::path::PathBuf::from(format!("/proc/{server_pid}"));
-    if std::path::Path::new("/proc/self").exists() {
-        assert!(
-            !proc.exists(),
-            "the demo's server (pid {server_pid}) is still there"
-        );
-    }
+    let server_pid = u32::try_from(server_pid).unwrap();
+    assert!(
+        !process_exists(server_pid),
+        "the demo's server (pid {server_pid}) is still there"
+    );
 }

@@ -123,17 +123,145 @@ fn wrong_key_and_corruption_are_invalid() {
     let mut corrupted = token.clone();
     corrupted[40] = if corrupted[40] == b'A' { b'B' } else { b'A' };
     assert_eq!(decrypt(&k1, &corrupted[..]).failure(1), INVALID);
-    for garbage in [
-        &b""[..],
-        b"\n",
-        b"hello",
-        &token[..token.len() - 5],
-        &[0xff; 120],
-    ] {
-        assert_eq!(decrypt(&k1, garbage).failure(1), INVALID);
-    }
     let out = run_with(host_chat().arg("rotate").arg("--key-file").arg(&k2), token);
     assert_eq!(out.failure(1), INVALID);
+}
+
+/// Anything that is not a token is an invalid token (1) for `decrypt` and `rotate`
+/// alike, whatever its length: input is judged before any buffer is sized. No input at
+/// all is an input problem (3), as the exit-status table says.
+#[test]
+fn garbage_is_invalid_and_no_input_is_an_input_problem() {
+    let dir = TempDir::new("garbage");
+    let k = dir.file("k", K1);
+    let token = encrypt(&k, b"secret");
+    let cut = token.trim_ascii();
+    let mut garbage: Vec<Vec<u8>> = vec![
+        b"gAAA".to_vec(),
+        b"g".to_vec(),
+        b"hello".to_vec(),
+        vec![0xff; 120],
+        vec![b'A'; 51],
+        vec![b'A'; 100],
+    ];
+    for len in [1, 10, 51, 52, 53, 99, cut.len() - 4, cut.len() - 1] {
+        garbage.push(cut[..len].to_vec());
+    }
+    for input in &garbage {
+        for command in ["decrypt", "rotate"] {
+            let out = run_with(
+                host_chat().arg(command).arg("--key-file").arg(&k),
+                input.clone(),
+            );
+            assert_eq!(
+                out.failure(1),
+                INVALID,
+                "{command} of {} bytes",
+                input.len()
+            );
+        }
+    }
+    for input in ["", "\n", " \r\n\t "] {
+        for command in ["decrypt", "rotate"] {
+            let out = run_with(host_chat().arg(command).arg("--key-file").arg(&k), input);
+            assert_eq!(
+                out.failure(3),
+                "host-chat: no token on standard input (it is empty or only whitespace)",
+                "{command} of {input:?}"
+            );
+        }
+    }
+    // An empty message is a message: its token round-trips.
+    let empty = encrypt(&k, b"");
+    assert_eq!(decrypt(&k, empty).success().stdout, b"");
+}
+
+/// Token text as documented: one line ending after the token (from `echo`, Python's
+/// `print`, a line-oriented sender) and the standard base64 alphabet (`+` and `/`, as
+/// Python reads them) are accepted; the output of `rotate` is always base64url.
+#[test]
+fn token_text_line_endings_and_the_standard_alphabet() {
+    let dir = TempDir::new("token-text");
+    let k = dir.file("k", K1);
+    // A token with both `-` and `_` in it, to map.
+    let (token, message) = (0..200)
+        .map(|i| {
+            let message = format!("message {i}");
+            (token_at(K1, message.as_bytes(), now()), message)
+        })
+        .find(|(t, _)| t.contains('-') && t.contains('_'))
+        .expect("a token with - and _");
+    for ending in ["\n", "\r\n"] {
+        let out = decrypt(&k, format!("{token}{ending}")).success();
+        assert_eq!(out.stdout, message.as_bytes());
+    }
+    let standard = token.replace('-', "+").replace('_', "/");
+    assert_eq!(
+        decrypt(&k, standard.clone()).success().stdout,
+        message.as_bytes()
+    );
+    let out = run_with(host_chat().args(["rotate", "--key-file"]).arg(&k), standard).success();
+    let rotated = out.stdout_text().trim_end().to_owned();
+    assert!(!rotated.contains(['+', '/']), "{rotated}");
+    assert_eq!(decrypt(&k, rotated).success().stdout, message.as_bytes());
+}
+
+/// A key in the standard base64 alphabet (`openssl rand -base64 32`) is the same key;
+/// a malformed one is named with what is wrong, never shown.
+#[test]
+fn keys_in_either_alphabet_and_key_errors_that_name_the_problem() {
+    let dir = TempDir::new("key-text");
+    // K1 has `_` and `-`: its standard spelling has `/` and `+`.
+    let standard = K1.replace('-', "+").replace('_', "/");
+    assert_ne!(standard, K1);
+    let k = dir.file("k", &standard);
+    let token = token_at(K1, b"same key", now());
+    assert_eq!(decrypt(&k, token.clone()).success().stdout, b"same key");
+    let cases = [
+        (&K1[..43], "expected 44 characters of base64url, got 43"),
+        (
+            &format!("{K1}{K1}")[..],
+            "expected 44 characters of base64url, got 88",
+        ),
+        (&token[..], "this is a Fernet token, not a key"),
+        (
+            &format!("{}!=", &K1[..42])[..],
+            "characters that are not base64url",
+        ),
+        (
+            &format!("{}B=", &K1[..42])[..],
+            "44 characters of base64, but not the text of 32 bytes",
+        ),
+    ];
+    for (bad, why) in cases {
+        let k = dir.file("bad", bad);
+        let line = decrypt(&k, token.clone()).failure(2);
+        assert!(line.contains("line 1: not a Fernet key: "), "{line}");
+        assert!(line.contains(why), "{bad}: {line}");
+        assert!(!line.contains(&bad[..20]), "the key is shown: {line}");
+    }
+}
+
+/// A key file open to others works for the token tools, with an ssh-like warning; the
+/// output is unchanged.
+#[test]
+fn unprotected_key_files_are_warned_about() {
+    let dir = TempDir::new("unprotected");
+    let k = dir.file("k", K1);
+    e2e_tests::set_mode(&k, 0o644);
+    let token = token_at(K1, b"x", now());
+    let out = decrypt(&k, token).success();
+    assert_eq!(out.stdout, b"x");
+    let warning = out.stderr_text();
+    assert!(
+        warning.starts_with("host-chat: warning: key file ")
+            && warning.contains("is open to group and others (mode 0644)")
+            && warning.contains("chmod 600"),
+        "{warning}"
+    );
+    e2e_tests::set_mode(&k, 0o600);
+    let out = decrypt(&k, token_at(K1, b"x", now())).success();
+    assert!(out.stderr.is_empty());
 }
 
 #[test]

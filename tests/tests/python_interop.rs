@@ -1,8 +1,8 @@
 //! Live interop with Python's `cryptography` (the reference Fernet): tokens and keys
 //! cross both ways, through the `host-chat` CLI and through chat_core directly.
 //!
-//! Skipped (with a note on stderr) when python3 or `cryptography` is missing, unless
-//! `$CI` is set: then the tests fail.
+//! Ignored (the summary says why) when python3 or `cryptography` is missing, unless
+//! `$CI` is set: then the tests run and fail (see `tests/build.rs`).
 
 use chat_core::fernet::{Error, Key, KeyRing, TtlCheck, plaintext_buf_len, token_len};
 use e2e_tests::{SplitMix, TempDir, hex, host_chat, now, python, run_with, unhex};
@@ -238,4 +238,61 @@ fn ttl_is_judged_alike() {
         );
         assert_eq!(decrypt_ttl("200", token).success().stdout, message);
     }
+}
+
+/// Token text at the edges, Python's `cryptography` against `host-chat decrypt`:
+/// both take one line ending after the token and the standard base64 alphabet; Python
+/// also takes whitespace and stray characters anywhere, which host-chat refuses (one
+/// spelling per token, PROTOCOL.md "Datagrams"; the `decrypt` tool trims whitespace
+/// around the token only).
+#[test]
+#[cfg_attr(
+    not(have_python),
+    ignore = "needs python3 with cryptography (pip install cryptography)"
+)]
+fn token_text_at_the_edges_against_python() {
+    let py = python();
+    let dir = TempDir::new("py-token-text");
+    let k = dir.file("k", format!("{K1}\n"));
+    let (token, message) = (0..200)
+        .map(|i| {
+            let message = format!("edge {i}");
+            (seal(K1, message.as_bytes(), now()), message)
+        })
+        .find(|(t, _)| t.contains('-') && t.contains('_'))
+        .expect("a token with - and _");
+    let standard = token.replace('-', "+").replace('_', "/");
+    let inner_space = format!("{} {}", &token[..40], &token[40..]);
+    let cases = [
+        (format!("{token}\n"), true),
+        (format!("{token}\r\n"), true),
+        (standard, true),
+        (inner_space, false),
+        (format!("{}!{}", &token[..40], &token[40..]), false),
+    ];
+    let ops: Vec<Value> = cases
+        .iter()
+        .map(|(text, _)| py_decrypt(&[K1], text, None, None))
+        .collect();
+    for ((text, ours), python) in cases.iter().zip(py.batch(&ops)) {
+        assert_eq!(python["ok"], true, "Python takes {text:?}: {python}");
+        let out = run_with(
+            host_chat().args(["decrypt", "--key-file"]).arg(&k),
+            text.as_str(),
+        );
+        if *ours {
+            assert_eq!(out.success().stdout, message.as_bytes(), "{text:?}");
+        } else {
+            assert_eq!(out.code(), 1, "{text:?} is refused here");
+        }
+    }
+    // In the codec (what datagrams go through): one line ending, nothing else.
+    assert_eq!(
+        open(K1, &format!("{token}\r\n"), None).map(|(m, _)| m),
+        Ok(message.clone().into_bytes())
+    );
+    assert_eq!(
+        open(K1, &token.replace('-', "+"), None),
+        Err(Error::InvalidToken)
+    );
 }

@@ -212,7 +212,11 @@ fn tui_client_chats_shows_the_wire_and_quits() {
     let status = std::fs::read_to_string(&status_file).expect("the exit status was written");
     assert_eq!(status.trim(), "0", "the client's exit status");
     bob.wait_for_json(QUICK, |v: &Value| {
-        v["event"] == "notice" && v["nick"] == "ann" && v["text"] == "left"
+        v["event"] == "presence"
+            && v["changes"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["nick"] == "ann" && c["change"] == "left")
+            })
     });
     eprintln!("tui: {:.1?} in all", started.elapsed());
 }
@@ -229,4 +233,73 @@ fn tui_needs_a_terminal() {
     }
     let out = e2e_tests::run_with(host_chat().args(["client", "--tui", "--json"]), "");
     assert_eq!(out.code(), 2, "--tui and --json conflict");
+}
+
+/// `demo --tui` shows the command that joins it above the conversation, outside any
+/// border, on rows that a shell reads back as one command: copied from the screen as it
+/// is (rows and line breaks), it runs, and joins the demo's room.
+#[test]
+#[cfg_attr(not(have_tmux), ignore = "needs tmux (apt-get install tmux)")]
+fn the_demo_join_command_is_copyable_from_the_screen() {
+    let exe = bin("host-chat");
+    let dir = TempDir::new("tui-demo");
+    let nowhere = std::env::temp_dir().join("e2e-tests-no-home");
+    let shell_command = format!(
+        "env HOME={home} XDG_CONFIG_HOME={home} {exe} demo --tui --nick ann",
+        home = sh(nowhere.to_string_lossy()),
+        exe = sh(exe.to_string_lossy()),
+    );
+    // 80 columns: the command (over 100 characters) takes several rows.
+    let tmux = Tmux::start(dir.path(), 80, 24, &shell_command);
+    let screen = tmux.wait_screen("the join command", |s| {
+        s.contains("To join from another terminal") && s.contains("--nick someone")
+    });
+    eprintln!("--- demo:\n{screen}");
+    let rows: Vec<&str> = screen
+        .lines()
+        .skip_while(|row| !row.starts_with("To join from another terminal"))
+        .skip(1)
+        .take_while(|row| !row.starts_with('┌'))
+        .collect();
+    assert!(rows.len() >= 2, "{screen}");
+    for row in &rows {
+        assert!(!row.contains('│'), "a border in the command: {row:?}");
+    }
+    // As pasted into a shell: the rows with their line breaks; the joined client reads
+    // one line and leaves.
+    let pasted = rows.join("\n");
+    let out = e2e_tests::run_with(
+        Command::new("sh")
+            .args(["-c", &format!("{pasted} --json")])
+            .env("HOME", &nowhere)
+            .env("XDG_CONFIG_HOME", &nowhere)
+            .env_remove("HOST_CHAT_KEY"),
+        "hello from the copied command\n",
+    );
+    assert!(
+        out.status.success(),
+        "the copied command failed ({}): {}\n{pasted}",
+        out.status,
+        out.stderr_text()
+    );
+    assert!(
+        out.stdout_text().contains(r#""event":"delivered""#),
+        "{}",
+        out.stdout_text()
+    );
+    // The line shows in the demo.
+    tmux.wait_screen("the copied command's line", |s| {
+        s.contains("someone: hello from the copied command")
+    });
+    tmux.type_text("/quit");
+    tmux.press("Enter");
+    let deadline = Instant::now() + QUICK;
+    while tmux.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not exit:\n{}",
+            tmux.screen()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }

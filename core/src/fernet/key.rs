@@ -3,7 +3,7 @@
 use super::base64::{self, Text};
 use super::{
     BLOCK_LEN, Decrypted, Envelope, Error, HEADER_LEN, IV_LEN, MAC_LEN, TtlCheck, VERSION,
-    ciphertext_len, raw_len, token_len,
+    ciphertext_len, raw_len, token_len, token_text,
 };
 use aes::cipher::array::Array;
 use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
@@ -170,7 +170,7 @@ impl Key {
 
     /// The token's timestamp, after its MAC is verified; nothing is decrypted.
     pub fn timestamp(&self, token: &[u8]) -> Result<u64, Error> {
-        let text = Text::new(token)?;
+        let text = Text::new(token_text(token))?;
         let ciphertext_len = ciphertext_len(text.decoded_len())?;
         let envelope = decode_envelope(&text, ciphertext_len)?;
         envelope.check(None)?;
@@ -307,12 +307,13 @@ fn decode_envelope(text: &Text<'_>, ciphertext_len: usize) -> Result<Envelope, E
 /// the stack.
 const SMALL_TOKEN: usize = 256;
 
-/// Decodes a token: header and MAC on the stack, the ciphertext straight into `out`.
+/// Decodes a token (with at most one line ending after it, see [`token_text`]): header
+/// and MAC on the stack, the ciphertext straight into `out`.
 pub(super) fn decode<'o>(
     token: &[u8],
     out: &'o mut [u8],
 ) -> Result<(Envelope, &'o mut [u8]), Error> {
-    let text = Text::new(token)?;
+    let text = Text::new(token_text(token))?;
     let ciphertext_len = ciphertext_len(text.decoded_len())?;
     let ciphertext = out.get_mut(..ciphertext_len).ok_or(Error::BufferTooSmall)?;
     if text.decoded_len() <= SMALL_TOKEN {
@@ -336,8 +337,11 @@ pub(super) fn decode<'o>(
     Ok((envelope, ciphertext))
 }
 
-/// Decodes token text in place; the ciphertext stays in `buf`.
+/// Decodes token text in place (with at most one line ending after it, see
+/// [`token_text`]); the ciphertext stays in `buf`.
 pub(super) fn decode_in_place(buf: &mut [u8]) -> Result<(Envelope, &mut [u8]), Error> {
+    let text_len = token_text(buf).len();
+    let buf = buf.get_mut(..text_len).ok_or(Error::InvalidToken)?;
     let raw_len = base64::decode_in_place(buf)?;
     let ciphertext_len = ciphertext_len(raw_len)?;
     let raw = buf.get_mut(..raw_len).ok_or(Error::InvalidToken)?;

@@ -4,6 +4,16 @@
 //! HMAC-SHA256 (32)`, written as padded base64url. The HMAC covers everything before it
 //! and is keyed with the first half of the 32-byte key; AES uses the second half.
 //!
+//! # Token text
+//!
+//! A token is read as the spec writes it: strict padded base64url, one spelling per
+//! token (the relay's replay memory relies on that), followed by at most one line
+//! ending (`\n` or `\r\n`), which line-oriented senders add and Python's
+//! `cryptography` accepts (see [`token_text`]). Nothing else is accepted: no other
+//! whitespace, no missing padding, no standard-alphabet `+` or `/` (Python accepts
+//! those too; the host's `decrypt` and `rotate` tools map them before they call this
+//! codec, the chat's datagrams must be base64url).
+//!
 //! Nothing here allocates or reads a clock: the caller passes the timestamp to stamp and
 //! the time to judge a TTL against, and owns every buffer.
 //!
@@ -201,6 +211,17 @@ impl Envelope {
     }
 }
 
+/// The token text of `input`: `input` without one trailing line ending (`\n` or
+/// `\r\n`), which line-oriented senders (`print`, `echo`, `nc`) put after a token and
+/// Python's `cryptography` ignores. The ending is outside the token: it is neither
+/// authenticated nor part of the token's one spelling.
+pub fn token_text(input: &[u8]) -> &[u8] {
+    match input {
+        [text @ .., b'\r', b'\n'] | [text @ .., b'\n'] => text,
+        _ => input,
+    }
+}
+
 /// Length of the ciphertext in a token that decodes to `raw_len` bytes, if that is a
 /// length a token can have.
 fn ciphertext_len(raw_len: usize) -> Result<usize, Error> {
@@ -235,6 +256,17 @@ mod tests {
     }
 
     #[test]
+    fn one_line_ending_is_not_part_of_the_token() {
+        assert_eq!(token_text(b"gAAAA\n"), b"gAAAA");
+        assert_eq!(token_text(b"gAAAA\r\n"), b"gAAAA");
+        assert_eq!(token_text(b"gAAAA\n\n"), b"gAAAA\n");
+        assert_eq!(token_text(b"gAAAA\r"), b"gAAAA\r");
+        assert_eq!(token_text(b" gAAAA"), b" gAAAA");
+        assert_eq!(token_text(b"\n"), b"");
+        assert_eq!(token_text(b""), b"");
+    }
+
+    #[test]
     fn ttl_semantics_match_python() {
         let check = |ttl, now, ts| TtlCheck::new(ttl, now).map(|c| c.judge(ts)).unwrap();
         assert_eq!(check(60, 1060, 1000), Ok(()));
@@ -243,5 +275,93 @@ mod tests {
         assert_eq!(check(60, 1000, 1061), Err(Error::FromTheFuture));
         assert_eq!(check(u64::MAX, u64::MAX, 0), Ok(()));
         assert_eq!(check(0, 0, u64::MAX), Err(Error::FromTheFuture));
+    }
+}
+
+/// The token-text rules as the whole codec applies them (issue: line endings after a
+/// token; short input to `rotate`).
+#[cfg(test)]
+mod token_text_tests {
+    use super::*;
+
+    const KEY: [u8; 32] = [7; 32];
+
+    fn token(message: &[u8]) -> ([u8; 120], usize) {
+        let mut out = [0u8; 120];
+        let len = Key::from_bytes(&KEY)
+            .encrypt_with_iv(message, 1_000, [3; 16], &mut out)
+            .unwrap()
+            .len();
+        (out, len)
+    }
+
+    #[test]
+    fn a_line_ending_after_a_token_is_accepted_everywhere() {
+        let key = Key::from_bytes(&KEY);
+        let ring = KeyRing::<1>::new(key.clone());
+        let (text, len) = token(b"hello");
+        for ending in [&b"\n"[..], b"\r\n"] {
+            let mut input = [0u8; 122];
+            input[..len].copy_from_slice(&text[..len]);
+            input[len..len + ending.len()].copy_from_slice(ending);
+            let input = &input[..len + ending.len()];
+            let mut plain = [0u8; 32];
+            let opened = key.decrypt(input, None, &mut plain).unwrap();
+            assert_eq!(opened.plaintext, b"hello");
+            assert_eq!(key.timestamp(input), Ok(1_000));
+            let mut buf = [0u8; 122];
+            buf[..input.len()].copy_from_slice(input);
+            let opened = key.decrypt_in_place(&mut buf[..input.len()], None).unwrap();
+            assert_eq!(opened.plaintext, b"hello");
+            let mut buf = [0u8; 122];
+            buf[..input.len()].copy_from_slice(input);
+            let (opened, _) = ring
+                .decrypt_in_place(&mut buf[..input.len()], None)
+                .unwrap();
+            assert_eq!(opened.plaintext, b"hello");
+            let mut out = [0u8; 122];
+            let rotated = ring.rotate_with_iv(input, [4; 16], &mut out).unwrap();
+            assert_eq!(rotated.token.len(), len);
+        }
+        // Anything more is not a token.
+        for extra in [&b"\n\n"[..], b" ", b"\r", b"\t\n", b"\n "] {
+            let mut input = [0u8; 122];
+            input[..len].copy_from_slice(&text[..len]);
+            input[len..len + extra.len()].copy_from_slice(extra);
+            let input = &input[..len + extra.len()];
+            let mut plain = [0u8; 32];
+            assert_eq!(
+                key.decrypt(input, None, &mut plain),
+                Err(Error::InvalidToken),
+                "{extra:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rotate_says_invalid_token_for_anything_too_short() {
+        let ring = KeyRing::<0>::new(Key::from_bytes(&KEY));
+        let (text, len) = token(b"x");
+        for cut in 0..len {
+            let input = &text[..cut];
+            let mut out = [0u8; 120];
+            // As much room as the input has (what `host-chat rotate` gives), or none.
+            for room in [cut, 0] {
+                assert_eq!(
+                    ring.rotate_with_iv(input, [0; 16], &mut out[..room]),
+                    Err(Error::InvalidToken),
+                    "{cut} characters, {room} bytes of room"
+                );
+            }
+        }
+        let mut out = [0u8; 120];
+        assert!(
+            ring.rotate_with_iv(&text[..len], [0; 16], &mut out[..len])
+                .is_ok()
+        );
+        assert_eq!(
+            ring.rotate_with_iv(&text[..len], [0; 16], &mut out[..len - 1]),
+            Err(Error::BufferTooSmall)
+        );
     }
 }

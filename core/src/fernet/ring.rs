@@ -138,9 +138,16 @@ impl<const N: usize> KeyRing<N> {
         iv: [u8; IV_LEN],
         out: &'o mut [u8],
     ) -> Result<Rotated<'o>, Error> {
+        // The token's shape is judged before `out` is: whatever is too short or
+        // malformed to be a token is an invalid token, not a small buffer.
+        let text = super::token_text(token);
+        let decoded_len = super::base64::Text::new(text)
+            .map_err(|_| Error::InvalidToken)?
+            .decoded_len();
+        super::ciphertext_len(decoded_len)?;
         // The old ciphertext is decoded and decrypted right where `seal` wants the
         // message, so the plaintext never leaves `out`.
-        let ciphertext_len = super::plaintext_buf_len(token.len());
+        let ciphertext_len = super::plaintext_buf_len(text.len());
         let message_at = message_offset(ciphertext_len.saturating_sub(1));
         let room = out.get_mut(message_at..).ok_or(Error::BufferTooSmall)?;
         let (envelope, ciphertext) = decode(token, room)?;

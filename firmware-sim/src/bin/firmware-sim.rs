@@ -3,9 +3,12 @@
 //! The stack's IPv4/UDP packets go through a user-space bridge to a host UDP socket
 //! (no root needed), or with `--tap IFACE` (feature `tap`, Linux) to a TUN interface.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use chat_cli::count;
+use chat_cli::exit::{BadArgument, NotDelivered, check_names, exit_code};
 use chat_core::fernet::Key;
 use chat_core::session::{ClientConfig, ClientEvent, ClientState, JsonStr, SendError};
+use chat_core::time::Duration as CoreDuration;
 use clap::Parser;
 use firmware_sim::bridge::UdpBridge;
 use firmware_sim::smoltcp::phy::Device;
@@ -24,11 +27,17 @@ use std::time::Duration;
 const AFTER_HELP: &str = "\
 The device has no real-time clock: its clock starts at zero and it learns the time from
 the server's first verified answer. Lines read from standard input are sent to the room;
-at the end of input (without --every) the simulator waits for the server to take every
-line, leaves the room and exits.
+at the end of input (without --every) the simulator waits up to 5 s for the join and
+the server's answers to every line, leaves the room and exits.
 
-Keys: the first key of --key-file PATH (blank lines and # comments skipped), else the
-first key of $HOST_CHAT_KEY. The device holds one key.
+Keys: exactly as `host-chat client` reads them (the same code): --key-file PATH, else
+$HOST_CHAT_KEY, else the default key file ~/.config/host-chat/key (copied from the
+server's machine; only `host-chat server` creates one). The device holds one key: the
+first of the source.
+
+Exit status: as `host-chat client`: 0 joined and every line reached the room; 1 never
+joined, refused, or a line did not reach the room; 2 usage or key problem; 3 system or
+network problem.
 
 Network: the device's stack is at 10.42.0.2 and sees the server at 10.42.0.1 on the
 server's port; a user-space bridge carries its UDP payloads to and from ADDR.
@@ -50,16 +59,17 @@ struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:12345")]
     server: String,
 
-    /// Room to join.
+    /// Room to join, 1 to 32 bytes.
     #[arg(long, default_value = "lobby")]
     room: String,
 
-    /// Read the key from PATH [default: the first key in $HOST_CHAT_KEY].
+    /// Read the key from PATH (its first key) [default: the first key in $HOST_CHAT_KEY,
+    /// else ~/.config/host-chat/key].
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
 
-    /// Send TEXT every SECONDS, first at once; `{n}` in TEXT is the reading's number,
-    /// `{uptime}` the device's uptime in seconds.
+    /// Send TEXT every SECONDS, first at once; `{N}` in TEXT is the reading's number (1,
+    /// 2, ...), `{uptime}` the device's uptime in seconds.
     #[arg(long, num_args = 2, value_names = ["SECONDS", "TEXT"])]
     every: Option<Vec<String>>,
 
@@ -117,22 +127,27 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(&cli) {
         eprintln!("firmware-sim: {e:#}");
-        std::process::exit(2);
+        // The exit statuses of host-chat (chat_cli::exit).
+        std::process::exit(i32::from(exit_code(&e)));
     }
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let key = keys::load(cli.key_file.as_deref()).map_err(anyhow::Error::msg)?;
+    check_names(&cli.nick, &cli.room)?;
+    let (key, warning) = keys::load(cli.key_file.as_deref())?;
+    if let Some(warning) = warning {
+        eprintln!("firmware-sim: {warning}");
+    }
     let every = match &cli.every {
         Some(args) => {
             let [seconds, text] = args.as_slice() else {
-                bail!("--every takes SECONDS and TEXT");
+                return Err(BadArgument("--every takes SECONDS and TEXT".into()).into());
             };
             let seconds: f64 = seconds
                 .parse()
                 .ok()
                 .filter(|s: &f64| s.is_finite() && *s >= 0.001)
-                .context("--every: SECONDS must be a positive number")?;
+                .ok_or_else(|| BadArgument("--every: SECONDS must be a positive number".into()))?;
             Some(Every {
                 period_ms: (seconds * 1000.0) as u64,
                 text: text.clone(),
@@ -145,9 +160,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let server = cli
         .server
         .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {}", cli.server))?
+        .map_err(|e| BadArgument(format!("--server {}: cannot resolve it: {e}", cli.server)))?
         .next()
-        .with_context(|| format!("{} has no address", cli.server))?;
+        .ok_or_else(|| BadArgument(format!("--server {}: the name has no address", cli.server)))?;
 
     if let Some(iface) = &cli.tap {
         return run_tap(cli, iface, server, key, every);
@@ -173,13 +188,11 @@ fn run_tap(
     key: Key,
     every: Option<Every>,
 ) -> anyhow::Result<()> {
-    let address: Ipv4Cidr = cli
-        .device_ip
-        .parse()
-        .ok()
-        .context("--device-ip: expected an IPv4 CIDR such as 10.42.0.2/24")?;
+    let address: Ipv4Cidr = cli.device_ip.parse().ok().ok_or_else(|| {
+        BadArgument("--device-ip: expected an IPv4 CIDR such as 10.42.0.2/24".into())
+    })?;
     let SocketAddr::V4(server) = server else {
-        bail!("--tap: the server must be an IPv4 address");
+        return Err(BadArgument("--tap: the server must be an IPv4 address".into()).into());
     };
     let device = TunTapInterface::new(iface, Medium::Ip)
         .with_context(|| format!("cannot open TUN interface {iface}"))?;
@@ -199,7 +212,10 @@ fn run_tap(
 
 #[cfg(not(feature = "tap"))]
 fn run_tap(_: &Cli, _: &str, _: SocketAddr, _: Key, _: Option<Every>) -> anyhow::Result<()> {
-    bail!("--tap: this build has no TUN support (build with `--features tap`, Linux only)")
+    Err(BadArgument(
+        "--tap: this build has no TUN support (build with `--features tap`, Linux only)".into(),
+    )
+    .into())
 }
 
 /// Lines of standard input, read on their own thread; the channel closes at the end.
@@ -233,7 +249,11 @@ fn drive<D: Device + Wait>(
         metadata: &mut metadata,
         payload: &mut payload,
     };
-    let chat = ClientConfig::new(&cli.nick, &cli.room);
+    // As `host-chat client`: the grace after the end of input covers the lines too.
+    let chat = ClientConfig {
+        drain_timeout: CoreDuration::from_millis(0),
+        ..ClientConfig::new(&cli.nick, &cli.room)
+    };
     let mut app = App::new(&chat, net, key, rng, device, clock, buffers)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = Output {
@@ -242,17 +262,24 @@ fn drive<D: Device + Wait>(
         nick: cli.nick.clone(),
         room: cli.room.clone(),
         device_ms: 0,
+        joined: false,
+        refusal: None,
+        given: 0,
+        undelivered: 0,
     };
 
     let lines = stdin_lines();
     let mut pending: VecDeque<String> = VecDeque::new();
     let mut eof = false;
+    // After the end of input: leave once all is answered, or by then (device ms).
+    let mut quit_by: Option<u64> = None;
     loop {
         loop {
             match lines.try_recv() {
                 Ok(line) => {
                     let line = line.trim_end_matches('\r');
                     if !line.is_empty() {
+                        out.given += 1;
                         pending.push_back(line.to_owned());
                     }
                 }
@@ -266,9 +293,13 @@ fn drive<D: Device + Wait>(
         let now = app.now().millis();
         if let Some(every) = every.as_mut().filter(|e| e.next_at <= now) {
             every.count += 1;
+            out.given += 1;
             pending.push_back(
                 every
                     .text
+                    // `{n}` too, as earlier versions documented it (clap's help
+                    // cannot show `{n}`: it reads it as a line break).
+                    .replace("{N}", &every.count.to_string())
                     .replace("{n}", &every.count.to_string())
                     .replace("{uptime}", &(now / 1000).to_string()),
             );
@@ -282,11 +313,13 @@ fn drive<D: Device + Wait>(
                 }
                 Err(SendError::QueueFull) => break,
                 Err(e @ SendError::TooLong { .. }) => {
-                    out.error(&format!("not sent: {e}"));
+                    out.undelivered(line, &e.to_string());
                     pending.pop_front();
                 }
                 Err(SendError::Closed) => {
-                    pending.clear();
+                    for line in pending.drain(..) {
+                        out.undelivered(&line, "not sent: the session is closed");
+                    }
                     break;
                 }
             }
@@ -297,16 +330,20 @@ fn drive<D: Device + Wait>(
 
         let state = app.state();
         if state == ClientState::Closed {
-            return Ok(());
+            for line in pending.drain(..) {
+                out.undelivered(&line, "not sent: the session is closed");
+            }
+            return out.outcome();
         }
-        if eof
-            && every.is_none()
-            && pending.is_empty()
-            && app.client().unacknowledged() == 0
-            && state == ClientState::Joined
-        {
-            app.leave();
-            continue;
+        if eof && every.is_none() && !matches!(state, ClientState::Leaving) {
+            let by = *quit_by.get_or_insert(now.saturating_add(QUIT_GRACE_MS));
+            let done = pending.is_empty()
+                && app.client().unacknowledged() == 0
+                && state == ClientState::Joined;
+            if done || by <= now {
+                app.leave();
+                continue;
+            }
         }
 
         let now = app.now().millis();
@@ -318,13 +355,20 @@ fn drive<D: Device + Wait>(
         if let Some(every) = &every {
             wake = wake.min(every.next_at);
         }
+        if let Some(by) = quit_by {
+            wake = wake.min(by);
+        }
         app.device_mut()
             .wait_for(Duration::from_millis(wake.saturating_sub(now)))
             .context("network")?;
     }
 }
 
-/// Prints events, as text or JSON lines.
+/// After the end of input, how long (ms) the device may take to join and have every
+/// line answered before it leaves, as `host-chat client` does.
+const QUIT_GRACE_MS: u64 = 5_000;
+
+/// Prints events, as text or JSON lines, and keeps the score for the exit status.
 #[derive(Debug)]
 struct Output {
     json: bool,
@@ -333,6 +377,14 @@ struct Output {
     room: String,
     /// The device clock at the current poll.
     device_ms: u64,
+    /// Joined the room (at least once).
+    joined: bool,
+    /// The server refused the join: why.
+    refusal: Option<String>,
+    /// Lines given (read or made by --every).
+    given: usize,
+    /// Lines given that did not reach the room.
+    undelivered: usize,
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time.
@@ -352,15 +404,49 @@ impl Output {
         }
     }
 
-    fn error(&self, message: &str) {
+    /// A line that will not reach the room, never taken by the session.
+    fn undelivered(&mut self, text: &str, why: &str) {
+        self.undelivered += 1;
         if self.json {
-            self.print(json!({"event": "error", "message": message}));
+            self.print(json!({"event": "undelivered", "text": text, "reason": why}));
         } else {
-            eprintln!("{message}");
+            eprintln!("line not delivered ({why}): {text}");
         }
     }
 
+    /// How the session went, as the exit status sees it (as `host-chat client`).
+    fn outcome(&self) -> anyhow::Result<()> {
+        let failure = if let Some(reason) = &self.refusal {
+            format!("the server refused to let us in: {reason}")
+        } else if !self.joined {
+            format!(
+                "never joined room {} on {}: no answer",
+                self.room, self.server
+            )
+        } else if self.undelivered > 0 {
+            format!(
+                "{} of {} did not reach the room",
+                self.undelivered,
+                count(self.given as u64, "line")
+            )
+        } else {
+            return Ok(());
+        };
+        Err(NotDelivered(failure).into())
+    }
+
     fn event(&mut self, event: ClientEvent<TEXT_LEN>) {
+        match &event {
+            ClientEvent::Joined { .. } => self.joined = true,
+            ClientEvent::Refused { .. } | ClientEvent::Undelivered { .. } => {
+                self.undelivered += 1;
+            }
+            // A refused join is a notice before the session closes, never joined.
+            ClientEvent::Notice { text } if !self.joined => {
+                self.refusal = Some(text.as_str().to_owned());
+            }
+            _ => {}
+        }
         let no_answer = format!(
             "no answer from {} within 3 s: is `host-chat server` running there, with the same key?",
             self.server
@@ -396,16 +482,16 @@ impl Output {
                 for (kind, nick) in changes.iter() {
                     println!("* {nick} {}", kind.as_str());
                 }
-                eprintln!("{members} member(s) in #{}", self.room);
+                eprintln!("{} in #{}", count(members, "member"), self.room);
             }
             ClientEvent::Joined {
                 members, rejoined, ..
             } => eprintln!(
-                "{} #{} as {} ({members} member{})",
+                "{} #{} as {} ({})",
                 if rejoined { "rejoined" } else { "joined" },
                 self.room,
                 self.nick,
-                if members == 1 { "" } else { "s" }
+                count(members, "member")
             ),
             ClientEvent::Delivered { .. } => {}
             ClientEvent::Refused { id, reason } => {
@@ -416,10 +502,11 @@ impl Output {
             }
             ClientEvent::Notice { text } => eprintln!("server: {text}"),
             ClientEvent::Missed { from, to } => {
-                eprintln!("missed {} message(s) ({from}..{to})", to - from)
+                eprintln!("missed {} ({from}..{to})", count(to - from, "message"))
             }
             ClientEvent::Members { total, names, .. } => eprintln!(
-                "{total} member(s): {}",
+                "{}: {}",
+                count(total, "member"),
                 names.iter().collect::<Vec<_>>().join(", ")
             ),
             ClientEvent::NoAnswer { .. } => eprintln!("{no_answer}"),

@@ -1,18 +1,20 @@
 //! `host-chat client`: chat_core's [`Client`] on a connected UDP socket, reading lines
 //! from standard input.
 
-use crate::cli::{ChatArgs, Cli, ClientArgs};
+use crate::cli::{ChatArgs, ClientArgs, WireArgs};
+use crate::error::NotDelivered;
 use crate::keys::Ring;
 use crate::net::{self, Clock, Endpoint, Machine, Step};
 use crate::ui::{self, Tui, TuiState};
 use anyhow::Context as _;
+use chat_cli::count;
 use chat_core::fernet::plaintext_buf_len;
 use chat_core::session::{Client, ClientConfig, ClientEvent, ClientState, SendError};
 use chat_core::time::{Duration, Instant};
 use chat_core::wire::{Body, Plaintext};
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::io::{self, BufRead as _};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -32,9 +34,10 @@ pub const REORDER: usize = 32;
 /// The client the host runs.
 pub type HostClient = Client<StdRng, 7, TEXT, OUTBOX, EVENTS, REORDER>;
 
-/// After `/quit` or the end of input, how long lines still waiting for the server may
-/// hold the goodbye back.
-const QUIT_GRACE: Duration = Duration::from_secs(5);
+/// After `/quit`, the end of input or a first Ctrl+C, how long the session may take to
+/// finish what it was given (join, the server's answers to every line and to `/who`)
+/// before it says goodbye; what is still unanswered then is reported undelivered.
+pub const QUIT_GRACE: Duration = Duration::from_secs(5);
 /// How often the client's real-time clock is corrected from the system clock.
 const CLOCK_SYNC: Duration = Duration::from_secs(60);
 
@@ -47,24 +50,25 @@ pub struct Options {
     pub server_name: String,
     /// What to show, and as whom.
     pub chat: ChatArgs,
-    /// Largest datagram.
-    pub max_datagram: usize,
-    /// Token TTL, seconds.
-    pub ttl: u64,
+    /// Datagram size, TTL and clock skew.
+    pub wire: WireArgs,
 }
 
 /// `host-chat client`.
-pub fn run_cli(cli: &Cli, args: &ClientArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
+pub fn run_cli(args: &ClientArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
     let json = args.chat.json;
     let result = (|| {
-        let keys = super::chat_keys(cli, key_env)?;
         let server = super::resolve_server(&args.server)?;
+        let keys = super::chat_keys(
+            args.keys.key_file.as_deref(),
+            key_env,
+            super::KeyUser::Client,
+        )?;
         let options = Options {
             server,
             server_name: args.server.clone(),
             chat: args.chat.clone(),
-            max_datagram: args.wire.max_datagram,
-            ttl: args.wire.ttl,
+            wire: args.wire,
         };
         run(keys.ring, &options)
     })();
@@ -119,7 +123,7 @@ fn spawn_stdin(waker: Arc<mio::Waker>) -> anyhow::Result<Receiver<Input>> {
 /// Runs a client session until it is closed: joins, sends standard input's lines,
 /// prints the room.
 pub fn run(ring: Ring, options: &Options) -> anyhow::Result<()> {
-    run_with(ring, options, &[])
+    run_with(ring, options, &Intro::default())
 }
 
 /// A client on the host's clocks and a fresh OS-seeded RNG; `None` if the nick or room is
@@ -140,22 +144,21 @@ pub fn new_client(
 }
 
 /// As [`run`], first showing the lines of `intro`.
-pub fn run_with(ring: Ring, options: &Options, intro: &[String]) -> anyhow::Result<()> {
+pub fn run_with(ring: Ring, options: &Options, intro: &Intro) -> anyhow::Result<()> {
     let nick = super::default_nick(options.chat.nick.as_deref());
     let room = options.chat.room.clone();
     let config = ClientConfig {
-        max_datagram: options.max_datagram,
-        ttl: Duration::from_secs(options.ttl),
+        max_datagram: options.wire.max_datagram,
+        ttl: Duration::from_secs(options.wire.ttl),
+        clock_skew: Duration::from_secs(options.wire.clock_skew),
+        // The session's own grace (QUIT_GRACE) covers the lines too: once it says
+        // goodbye, it goes.
+        drain_timeout: Duration::from_millis(0),
         ..ClientConfig::new(&nick, &room)
     };
+    crate::error::check_names(&nick, &room)?;
     let clock = Clock::new();
-    let Some(client) = new_client(&config, &ring, &clock)? else {
-        return Err(crate::error::BadArgument(format!(
-            "--nick {nick:?} / --room {room:?}: names are 1 to 32 bytes, not blank, without \
-             control characters"
-        ))
-        .into());
-    };
+    let client = new_client(&config, &ring, &clock)?.context("the names were checked")?;
     let local: SocketAddr = if options.server.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -175,7 +178,9 @@ pub fn run_with(ring: Ring, options: &Options, intro: &[String]) -> anyhow::Resu
     };
     let (tui, input) = if options.chat.tui {
         let status = ui::Status::new(&server, &room, &nick);
-        let tui = Tui::start(TuiState::new(status, options.chat.show_wire))?;
+        let mut state = TuiState::new(status, options.chat.show_wire);
+        state.banner = intro.banner.clone();
+        let tui = Tui::start(state)?;
         let (tx, rx) = mpsc::channel();
         ui::spawn_events(tx, endpoint.waker(), |event| {
             event.map_or(Input::Eof, Input::Term)
@@ -195,16 +200,22 @@ pub fn run_with(ring: Ring, options: &Options, intro: &[String]) -> anyhow::Resu
         input,
         signals,
         backlog: VecDeque::new(),
+        pending: BTreeMap::new(),
+        who_pending: false,
+        given: 0,
+        undelivered: 0,
         quit_by: None,
         leaving: false,
+        interrupted: false,
         joined: false,
         refused_told: false,
+        refused_at: None,
         refusal: None,
         wire_shown: HashSet::new(),
         next_clock_sync: clock.now() + CLOCK_SYNC,
         clock,
     };
-    for line in intro {
+    for line in &intro.lines {
         chat.info("intro", line, json!({}));
     }
     chat.info(
@@ -212,12 +223,21 @@ pub fn run_with(ring: Ring, options: &Options, intro: &[String]) -> anyhow::Resu
         &format!("joining room {room} on {} as {nick}...", chat.server),
         json!({"server": chat.server, "nick": nick, "room": room}),
     );
-    net::run(&mut endpoint, &clock, options.max_datagram, &mut chat)
+    net::run(&mut endpoint, &clock, options.wire.max_datagram, &mut chat)
         .context("event loop failed")?;
-    match chat.refusal {
-        Some(reason) => anyhow::bail!("the server refused to let us in: {reason}"),
-        None => Ok(()),
-    }
+    // The screen goes before the last word, which goes to stderr.
+    drop(chat.tui.take());
+    chat.outcome()
+}
+
+/// What a session shows before it starts.
+#[derive(Debug, Clone, Default)]
+pub struct Intro {
+    /// Lines for the conversation (or stderr, or `intro` JSON events).
+    pub lines: Vec<String>,
+    /// `--tui`: a command to copy, shown above the conversation outside any border
+    /// (see [`ui::Banner`]).
+    pub banner: Option<ui::Banner>,
 }
 
 struct ChatClient {
@@ -232,11 +252,27 @@ struct ChatClient {
     signals: Receiver<i32>,
     /// Lines that met a full outbox, sent as soon as there is room.
     backlog: VecDeque<String>,
-    /// `/quit` or end of input: leave once every line is answered, or by then.
+    /// Lines the session took, by id, until the server answers them (or they are
+    /// reported undelivered).
+    pending: BTreeMap<u32, String>,
+    /// `/who` was asked and not answered yet.
+    who_pending: bool,
+    /// Chat lines given (typed or read).
+    given: usize,
+    /// Lines given that did not reach the room (refused, undelivered, not sent).
+    undelivered: usize,
+    /// `/quit`, end of input or a first Ctrl+C: leave once everything is answered, or
+    /// by then.
     quit_by: Option<Instant>,
     leaving: bool,
+    /// Stopped by a second Ctrl+C.
+    interrupted: bool,
+    /// Joined the room (at least once).
     joined: bool,
     refused_told: bool,
+    /// When the last ICMP "connection refused" came: nothing listens at the server's
+    /// address.
+    refused_at: Option<Instant>,
     /// The server refused the join: why.
     refusal: Option<String>,
     /// Chat numbers whose token was shown (`--show-wire`), to mark retransmissions.
@@ -304,7 +340,7 @@ impl ChatClient {
         };
         match ui::on_key(&mut tui.state, key) {
             Some(ui::Action::Line(line)) => self.line(line),
-            Some(ui::Action::Who) => self.client.request_members(),
+            Some(ui::Action::Who) => self.who(),
             Some(ui::Action::Quit) => self.quit(now),
             Some(ui::Action::Interrupt) => return self.interrupt(now),
             Some(ui::Action::Redraw) => {
@@ -326,14 +362,32 @@ impl ChatClient {
         let _ = tui.draw();
     }
 
-    /// Ctrl+C, SIGINT or SIGTERM: leave now; `true` to stop at once (the second time).
+    /// Ctrl+C, SIGINT or SIGTERM: leave as soon as what is waiting is answered (within
+    /// [`QUIT_GRACE`]); `true` to stop at once (the second time), reporting what is
+    /// dropped.
     fn interrupt(&mut self, now: Instant) -> bool {
-        if self.leaving {
-            // A second Ctrl+C: do not wait for the server's goodbye.
+        if self.quit_by.is_some() || self.leaving {
+            // A second Ctrl+C: do not wait for anything more.
+            self.interrupted = true;
+            self.drop_everything("interrupted");
+            let fields = json!({"joined": self.joined, "interrupted": true});
+            self.info("closed", "stopped at once", fields);
             return true;
         }
-        self.info("leaving", "leaving...", json!({}));
-        self.leave(now);
+        let waiting = self.pending.len() + self.backlog.len();
+        let text = if waiting == 0 {
+            "leaving... (Ctrl+C again to quit at once)".to_owned()
+        } else {
+            format!(
+                "leaving: waiting up to {} s for the server to take {} (Ctrl+C again to quit \
+                 at once and drop {})",
+                QUIT_GRACE.millis() / 1000,
+                count(waiting as u64, "line"),
+                if waiting == 1 { "it" } else { "them" }
+            )
+        };
+        self.info("leaving", &text, json!({"waiting": waiting}));
+        self.quit(now);
         false
     }
 
@@ -350,8 +404,76 @@ impl ChatClient {
     fn leave(&mut self, now: Instant) {
         if !self.leaving {
             self.leaving = true;
+            // Lines the session never took cannot reach the room any more.
+            while let Some(line) = self.backlog.pop_front() {
+                self.not_delivered(None, &line, "not sent: the session was leaving");
+            }
             self.client.leave(now);
         }
+    }
+
+    /// `/who`: asks the server who is in the room; leaving waits for the answer.
+    fn who(&mut self) {
+        self.who_pending = true;
+        self.client.request_members();
+    }
+
+    /// Stopping at once: every line not yet answered is reported undelivered.
+    fn drop_everything(&mut self, why: &str) {
+        for (id, line) in std::mem::take(&mut self.pending) {
+            self.not_delivered(Some(id), &line, why);
+        }
+        while let Some(line) = self.backlog.pop_front() {
+            self.not_delivered(None, &line, why);
+        }
+    }
+
+    /// A line given to this session will not reach the room: says which, and why (one
+    /// `undelivered` event, naming it by its text and, if the session took it, its id).
+    fn not_delivered(&mut self, id: Option<u32>, line: &str, why: &str) {
+        self.undelivered += 1;
+        let text = match id {
+            Some(id) => format!("line {id} not delivered ({why}): {line}"),
+            None => format!("line not delivered ({why}): {line}"),
+        };
+        let mut fields = json!({"text": line, "reason": why});
+        if let Some(id) = id {
+            fields["id"] = json!(id);
+        }
+        self.info("undelivered", &text, fields);
+    }
+
+    /// How the session went, as the exit status sees it: `Ok` only if it joined and
+    /// every line given reached the room.
+    fn outcome(&self) -> anyhow::Result<()> {
+        let room = self.client.room();
+        let failure = if let Some(reason) = &self.refusal {
+            format!("the server refused to let us in: {reason}")
+        } else if !self.joined {
+            let why = if self.refused_at.is_some() {
+                "nothing is listening there (connection refused)"
+            } else {
+                "no answer (is `host-chat server` running there, with the same key?)"
+            };
+            format!("never joined room {room} on {}: {why}", self.server)
+        } else if self.undelivered > 0 {
+            format!(
+                "{} of {} did not reach the room",
+                self.undelivered,
+                count(self.given as u64, "line")
+            )
+        } else {
+            return Ok(());
+        };
+        Err(NotDelivered(failure).into())
+    }
+
+    /// Everything given is done: joined, every line taken and answered, `/who` answered.
+    fn all_answered(&self) -> bool {
+        self.client.state() == ClientState::Joined
+            && self.backlog.is_empty()
+            && self.client.unacknowledged() == 0
+            && !self.who_pending
     }
 
     fn line(&mut self, line: String) {
@@ -364,7 +486,7 @@ impl ChatClient {
                         let now = self.clock.now();
                         self.quit(now);
                     }
-                    "who" | "members" => self.client.request_members(),
+                    "who" | "members" => self.who(),
                     "help" | "?" => self.info(
                         "help",
                         "type a line and Enter to send it; /who lists the room, /quit \
@@ -382,16 +504,15 @@ impl ChatClient {
         if line.is_empty() {
             return;
         }
+        self.given += 1;
         if self.quit_by.is_some() || self.leaving {
-            self.error("not sent: leaving the room");
+            self.not_delivered(None, &line, "not sent: leaving the room");
             return;
         }
         let max = self.client.max_text_len();
         if line.len() > max {
-            self.error(&format!(
-                "message too long: {} bytes, at most {max}",
-                line.len()
-            ));
+            let why = format!("too long: {} bytes, at most {max}", line.len());
+            self.not_delivered(None, &line, &why);
             return;
         }
         self.backlog.push_back(line);
@@ -404,21 +525,30 @@ impl ChatClient {
                     if self.json {
                         net::out(&json!({"event": "sent", "id": id, "text": line}).to_string());
                     }
+                    self.pending.insert(id, line);
                 }
                 Err(SendError::QueueFull) => {
                     self.backlog.push_front(line);
                     break;
                 }
-                Err(SendError::TooLong { max }) => self.error(&format!(
-                    "message too long: {} bytes, at most {max}",
-                    line.len()
-                )),
+                Err(SendError::TooLong { max }) => {
+                    let why = format!("too long: {} bytes, at most {max}", line.len());
+                    self.not_delivered(None, &line, &why);
+                }
                 Err(SendError::Closed) => {
-                    self.error("not sent: the session is closed");
-                    self.backlog.clear();
+                    self.not_delivered(None, &line, "not sent: the session is closed");
                 }
             }
         }
+    }
+
+    /// Acts on every event the session has; `true` when it is over.
+    fn events(&mut self) -> bool {
+        let mut closed = false;
+        while let Some(event) = self.client.poll_event() {
+            closed |= self.event(event);
+        }
+        closed
     }
 
     /// Acts on one event; `true` when the session is over.
@@ -437,21 +567,21 @@ impl ChatClient {
                 self.refused_told = false;
                 self.joined = true;
                 let (nick, room) = (self.client.nick().to_owned(), self.client.room().to_owned());
+                let members = count(members, "member");
                 let text = if rejoined && resumed {
                     format!(
-                        "back in room {room} on {server} as {nick} ({members} members): what \
-                         was said meanwhile follows"
+                        "back in room {room} on {server} as {nick} ({members}): what was said \
+                         meanwhile follows"
                     )
                 } else if rejoined {
                     format!(
-                        "joined room {room} again on {server} as {nick} ({members} members); \
-                         the room was restarted, so earlier messages may be missing"
+                        "joined room {room} again on {server} as {nick} ({members}); the room \
+                         was restarted, so earlier messages may be missing"
                     )
                 } else {
                     format!(
-                        "joined room {room} on {server} as {nick} ({members} member{}); type a \
-                         line and Enter to send it, /who lists the room, /quit leaves",
-                        if members == 1 { "" } else { "s" }
+                        "joined room {room} on {server} as {nick} ({members}); type a line and \
+                         Enter to send it, /who lists the room, /quit leaves"
                     )
                 };
                 self.info(
@@ -470,23 +600,30 @@ impl ChatClient {
                 self.show("message", &shown, fields(json!({})));
             }
             ClientEvent::Delivered {
-                seq, recipients, ..
+                id,
+                seq,
+                recipients,
             } => {
+                self.pending.remove(&id);
                 let text = format!(
-                    "server: delivered as #{seq} to {recipients} member{}",
-                    if recipients == 1 { "" } else { "s" }
+                    "server: delivered as #{seq} to {}",
+                    count(recipients, "member")
                 );
                 self.show("delivered", &text, fields(json!({})));
             }
-            ClientEvent::Refused { id, reason } => self.info(
-                "refused",
-                &format!(
-                    "server: line {id} refused ({}: the server takes shorter lines; check \
-                     --max-datagram)",
-                    reason.as_str()
-                ),
-                fields(json!({})),
-            ),
+            ClientEvent::Refused { id, reason } => {
+                let line = self.pending.remove(&id).unwrap_or_default();
+                self.undelivered += 1;
+                self.info(
+                    "refused",
+                    &format!(
+                        "server: line {id} refused ({}: the server takes shorter lines, check \
+                         --max-datagram): {line}",
+                        reason.as_str()
+                    ),
+                    fields(json!({"text": line})),
+                );
+            }
             ClientEvent::Presence {
                 members,
                 skipped,
@@ -498,25 +635,30 @@ impl ChatClient {
                     .collect();
                 if skipped > 0 {
                     parts.push(format!(
-                        "{skipped} more change{} (/who lists the room)",
-                        if skipped == 1 { "" } else { "s" }
+                        "{} more (/who lists the room)",
+                        count(skipped, "change")
                     ));
                 }
                 let shown = format!(
-                    "[{}] * {} ({members} member{})",
+                    "[{}] * {} ({})",
                     self.now_hms(),
                     parts.join(", "),
-                    if members == 1 { "" } else { "s" }
+                    count(members, "member")
                 );
                 self.show("presence", &shown, fields(json!({})));
             }
-            ClientEvent::Undelivered { id, .. } => self.info(
-                "undelivered",
-                &format!(
-                    "line {id} was not delivered: the session ended before the server took it"
-                ),
-                fields(json!({})),
-            ),
+            ClientEvent::Undelivered { id, text } => {
+                let line = self
+                    .pending
+                    .remove(&id)
+                    .unwrap_or_else(|| text.as_str().to_owned());
+                let why = if self.joined {
+                    "the session ended before the server took it"
+                } else {
+                    "never joined"
+                };
+                self.not_delivered(Some(id), &line, why);
+            }
             ClientEvent::Notice { text } => {
                 if self.client.state() == ClientState::Closed && !self.leaving {
                     // A refused join comes as a notice, then Closed.
@@ -528,15 +670,19 @@ impl ChatClient {
                     fields(json!({})),
                 );
             }
-            ClientEvent::Missed { from, to } => self.info(
-                "missed",
-                &format!(
-                    "missed messages #{from} to #{}: the server dropped them before they \
-                     reached us",
-                    to.saturating_sub(1)
-                ),
-                fields(json!({})),
-            ),
+            ClientEvent::Missed { from, to } => {
+                let last = to.saturating_sub(1);
+                let which = if last == from {
+                    format!("message #{from}")
+                } else {
+                    format!("{} (#{from} to #{last})", count(to - from, "message"))
+                };
+                self.info(
+                    "missed",
+                    &format!("missed {which}: the server dropped them before they reached us"),
+                    fields(json!({})),
+                );
+            }
             ClientEvent::Members {
                 total,
                 start,
@@ -544,10 +690,14 @@ impl ChatClient {
             } => {
                 let listed: Vec<&str> = names.iter().collect();
                 let end = start as usize + listed.len();
+                if end as u32 >= total || listed.is_empty() {
+                    // The last page: the next ones come by themselves.
+                    self.who_pending = false;
+                }
                 let text = if start == 0 && end as u32 >= total {
                     format!(
-                        "{total} member{} in room {}: {}",
-                        if total == 1 { "" } else { "s" },
+                        "{} in room {}: {}",
+                        count(total, "member"),
                         self.client.room(),
                         listed.join(", ")
                     )
@@ -563,14 +713,26 @@ impl ChatClient {
             }
             ClientEvent::NoAnswer { waited } => {
                 let secs = waited.millis().saturating_add(500) / 1000;
-                self.info(
-                    "no_answer",
-                    &format!(
-                        "no answer from {server} within {secs} s: is `host-chat server` running \
-                         there, with the same key? (still trying)"
-                    ),
-                    fields(json!({"server": server})),
-                );
+                // Nothing listening has been said already: no need for the key hint.
+                let refused = self
+                    .refused_at
+                    .is_some_and(|at| self.clock.now() - at <= waited);
+                let fields = fields(json!({"server": server, "connection_refused": refused}));
+                if refused && self.tui.is_none() && !self.json {
+                    return false;
+                }
+                let text = if refused {
+                    format!(
+                        "no answer from {server} within {secs} s: nothing is listening there \
+                         (connection refused); still trying"
+                    )
+                } else {
+                    format!(
+                        "no answer from {server} within {secs} s: is `host-chat server` \
+                         running there, with the same key? (still trying)"
+                    )
+                };
+                self.info("no_answer", &text, fields);
             }
             ClientEvent::ServerLost { silent_for } => self.info(
                 "server_lost",
@@ -713,8 +875,8 @@ pub fn describe_wire(ring: &Ring, outgoing: bool, datagram: &[u8]) -> Option<Wir
             },
         ) => {
             let summary = format!(
-                "receipt for line {msg_id}: room message #{seq}, {recipients} member{}",
-                if recipients == 1 { "" } else { "s" }
+                "receipt for line {msg_id}: room message #{seq}, {}",
+                count(recipients, "member")
             );
             Some(Wire::Receipt {
                 msg_id,
@@ -762,11 +924,13 @@ fn with_event(event: &str, fields: Value) -> Value {
 
 impl Machine for ChatClient {
     fn handle_datagram(&mut self, now: Instant, _from: SocketAddr, datagram: &mut [u8]) {
-        if self.show_wire {
-            let copy = datagram.to_vec();
+        // The datagram is opened in place: keep its text for the wire view, and show it
+        // only if the session took it (a receipt that came twice is shown once).
+        let copy = self.show_wire.then(|| datagram.to_vec());
+        let taken = self.client.handle_datagram(now, datagram);
+        if let (Some(copy), Ok(())) = (copy, taken) {
             self.show_wire(false, &copy);
         }
-        let _ = self.client.handle_datagram(now, datagram);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -797,7 +961,10 @@ impl Machine for ChatClient {
         while let Ok(input) = self.input.try_recv() {
             match input {
                 Input::Line(line) => self.line(line),
-                Input::NotUtf8 => self.error("not sent: the line is not UTF-8 text"),
+                Input::NotUtf8 => {
+                    self.given += 1;
+                    self.not_delivered(None, "", "not sent: the line is not UTF-8 text");
+                }
                 Input::Eof => self.quit(now),
                 Input::Term(event) => {
                     if self.terminal_event(now, event) {
@@ -809,15 +976,15 @@ impl Machine for ChatClient {
         if !self.leaving {
             self.send_backlog();
         }
+        let mut closed = self.events();
+        // After the events: the answers they brought count for "all answered".
         if let Some(by) = self.quit_by
+            && !closed
             && !self.leaving
-            && ((self.backlog.is_empty() && self.client.unacknowledged() == 0) || by <= now)
+            && (self.all_answered() || by <= now)
         {
             self.leave(now);
-        }
-        let mut closed = false;
-        while let Some(event) = self.client.poll_event() {
-            closed |= self.event(event);
+            closed = self.events();
         }
         if closed || self.client.state() == ClientState::Closed {
             return Step::Stop;
@@ -834,8 +1001,9 @@ impl Machine for ChatClient {
         Step::Continue(Some(deadline))
     }
 
-    fn socket_error(&mut self, _now: Instant, error: &io::Error) {
+    fn socket_error(&mut self, now: Instant, error: &io::Error) {
         if error.kind() == io::ErrorKind::ConnectionRefused {
+            self.refused_at = Some(now);
             if !self.refused_told {
                 self.refused_told = true;
                 let server = self.server.clone();

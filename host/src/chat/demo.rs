@@ -2,10 +2,11 @@
 //! interactive client attached to it, sharing a fresh key that is never saved.
 
 use super::child::{Log, ServerChild};
-use super::client::{self, Options};
-use crate::cli::{ChatArgs, DemoArgs};
-use crate::keys::Ring;
+use super::client::{self, Intro, Options};
+use crate::cli::{ChatArgs, DemoArgs, WireArgs};
+use crate::keys::{self, Ring};
 use crate::net;
+use crate::ui::Banner;
 use anyhow::Context as _;
 use chat_core::fernet::KEY_TEXT_LEN;
 use std::process::Command;
@@ -27,28 +28,36 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     // Under --tui, the server's log would scribble over the screen.
     let log = if args.tui { Log::Discard } else { Log::Show };
     let (server, addr) = ServerChild::start(cmd, Some(key_text.as_str()), log)?;
-    let mut intro = Vec::new();
+    // The command that joins from another terminal, one shell word each.
+    let join = [
+        format!("{}={}", keys::ENV_VAR, key_text.as_str()),
+        keys::shell_word(&exe.display().to_string()),
+        "client".to_owned(),
+        addr.to_string(),
+        "--nick".to_owned(),
+        "someone".to_owned(),
+    ];
+    let mut intro = Intro::default();
     if args.tui {
-        intro.push(format!(
-            "host-chat demo: a private server on {addr} with a fresh key (never saved). To \
-             join from another terminal on this machine: HOST_CHAT_KEY={} {} client {addr} \
-             --nick someone",
-            key_text.as_str(),
-            exe.display()
+        intro.lines.push(format!(
+            "host-chat demo: a private server on {addr} with a fresh key (never saved); the \
+             command at the top joins it from another terminal on this machine"
         ));
+        intro.banner = Some(Banner {
+            title: "To join from another terminal (copy every row):".to_owned(),
+            words: join.to_vec(),
+        });
     } else if args.json {
         net::out(
             &serde_json::json!({"event": "demo", "server": addr.to_string(),
-                                "server_pid": server.id()})
+                                "server_pid": server.id(), "join": join.join(" ")})
             .to_string(),
         );
     } else {
         net::err(&format!(
             "host-chat demo: a private server on {addr} with a fresh key (never saved), and \
-             you in it. To join from another terminal on this machine:\n  \
-             HOST_CHAT_KEY={} {} client {addr} --nick someone",
-            key_text.as_str(),
-            exe.display()
+             you in it. To join from another terminal on this machine:\n  {}",
+            join.join(" ")
         ));
     }
     let options = Options {
@@ -61,8 +70,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             json: args.json,
             tui: args.tui,
         },
-        max_datagram: chat_core::session::DEFAULT_MAX_DATAGRAM,
-        ttl: 60,
+        wire: WireArgs::default(),
     };
     let result = client::run_with(ring, &options, &intro);
     drop(server);

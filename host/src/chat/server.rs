@@ -1,9 +1,11 @@
 //! `host-chat server`: chat_core's [`Relay`] on a UDP socket.
 
-use crate::cli::{Cli, ServerArgs};
+use super::wrong_key::{self, WrongKeyLog};
+use crate::cli::ServerArgs;
 use crate::keys::Ring;
 use crate::net::{self, Clock, Endpoint, Machine, Step};
 use anyhow::Context as _;
+use chat_cli::count;
 use chat_core::session::{
     Dropped, GoneSlot, HistoryEntry, LeaveReason, MemberSlot, PresenceEntry, Relay, RelayConfig,
     RelayEvent, RelayLimits, RelayStorage, RoomSlot, Stats,
@@ -17,6 +19,10 @@ use std::sync::mpsc::Receiver;
 
 /// Presence changes each room keeps for members that have not read them.
 const PRESENCE: usize = 64;
+
+/// The most memory the sizing flags may reserve (most of the history is only touched as
+/// rooms fill, but a reservation this large is a mistake).
+const MAX_RESERVED: usize = 8 << 30;
 
 /// The relay the host runs, over storage sized from the command line.
 pub type HostRelay<'a> = Relay<'a, SocketAddr, StdRng, 7>;
@@ -77,19 +83,17 @@ impl HostStorage {
     }
 }
 
-/// "1 member", "2 members".
-fn count(n: impl Into<u64>, what: &str) -> String {
-    let n = n.into();
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
-}
-
 /// `host-chat server`.
-pub fn run(cli: &Cli, args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
-    let keys = super::chat_keys(cli, key_env)?;
+pub fn run(args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
     let bind = super::parse_bind(&args.bind)?;
+    let user = super::KeyUser::Server {
+        allow_unprotected: args.allow_unprotected_key_file,
+    };
+    let keys = super::chat_keys(args.keys.key_file.as_deref(), key_env, user)?;
     let config = RelayConfig {
         max_datagram: args.wire.max_datagram,
         ttl: Duration::from_secs(args.wire.ttl),
+        clock_skew: Duration::from_secs(args.wire.clock_skew),
         member_timeout: Duration::from_secs(args.member_timeout),
         ..RelayConfig::default()
     };
@@ -117,16 +121,30 @@ pub fn run(cli: &Cli, args: &ServerArgs, key_env: Option<OsString>) -> anyhow::R
         reach.join(", ")
     ));
     let mib = |bytes: usize| bytes as f64 / f64::from(1 << 20);
+    let reserved = limits.bytes::<SocketAddr>();
+    anyhow::ensure!(
+        reserved <= MAX_RESERVED,
+        "--max-members {}, --max-rooms {} and --history {} would reserve {:.0} GiB: lower \
+         --max-rooms or --history (the history takes --max-rooms × --history × 280 bytes)",
+        args.max_members,
+        args.max_rooms,
+        args.history,
+        mib(reserved) / 1024.0
+    );
     net::err(&format!(
         "room for {}, {}, {} of history per room: {:.0} MiB reserved, of which the \
          history's {:.0} MiB is used only as rooms fill (--max-members, --max-rooms, --history)",
         count(args.max_members, "member"),
         count(args.max_rooms, "room"),
         count(args.history, "message"),
-        mib(limits.bytes::<SocketAddr>()),
+        mib(reserved),
         mib(limits.rooms * limits.history_bytes),
     ));
     let mut storage = HostStorage::new(&limits);
+    net::err(&format!(
+        "settings: --max-datagram {}, --ttl {}, --clock-skew {}, --member-timeout {}",
+        args.wire.max_datagram, args.wire.ttl, args.wire.clock_skew, args.member_timeout
+    ));
     let stats_every = args.stats.map(Duration::from_secs);
     serve(
         &mut endpoint,
@@ -176,6 +194,7 @@ fn serve(
         stats_every,
         next_stats: stats_every.map(|every| now + every),
         next_clock_sync: now + CLOCK_SYNC,
+        wrong_key: WrongKeyLog::new(wrong_key::CAPACITY),
     };
     net::run(endpoint, &clock, config.max_datagram, &mut server).context("event loop failed")?;
     net::err(&format!(
@@ -194,6 +213,8 @@ struct Server<'a> {
     stats_every: Option<Duration>,
     next_stats: Option<Instant>,
     next_clock_sync: Instant,
+    /// Who was told about in the log for sending tokens of another key.
+    wrong_key: WrongKeyLog,
 }
 
 impl Server<'_> {
@@ -246,9 +267,16 @@ pub fn stats_line(stats: &Stats, members: usize, rooms: usize) -> String {
 
 impl Machine for Server<'_> {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
-        // Why a datagram was dropped only goes to the counters: logging every forged
-        // datagram would let anyone fill the log.
-        let _ = self.relay.handle_datagram(now, from, datagram);
+        // Why a datagram was dropped goes to the counters; only a token of another key
+        // is logged, once a minute per address (a bounded table), so that a flood
+        // cannot fill the log.
+        let token_shaped = wrong_key::looks_like_token(datagram);
+        if let Err(Dropped::InvalidToken) = self.relay.handle_datagram(now, from, datagram)
+            && token_shaped
+            && let Some(line) = self.wrong_key.on_invalid(now, from)
+        {
+            self.log(&line);
+        }
     }
 
     fn handle_timeout(&mut self, now: Instant) {

@@ -1,7 +1,7 @@
 //! Drawing a [`TuiState`]: the conversation (and the wire view, when open) on top, the
 //! status bar, the input line at the bottom.
 
-use super::state::{ChatLine, Conn, LineKind, Pane, Scroll, TuiState, WireEntry};
+use super::state::{Banner, ChatLine, Conn, LineKind, Pane, Scroll, TuiState, WireEntry};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -16,12 +16,27 @@ const WIRE_INDENT: usize = 3;
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame<'_>, state: &TuiState) {
-    let [main, status, input] = Layout::vertical([
+    let area = frame.area();
+    let banner = state
+        .banner
+        .as_ref()
+        .map(|banner| banner_rows(banner, usize::from(area.width)))
+        .unwrap_or_default();
+    let banner_height = u16::try_from(banner.len()).unwrap_or(u16::MAX);
+    let [top, main, status, input] = Layout::vertical([
+        Constraint::Length(banner_height),
         Constraint::Min(0),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
-    .areas(frame.area());
+    .areas(area);
+    if !banner.is_empty() {
+        let rows: Vec<Line<'static>> = banner.into_iter().map(Line::raw).collect();
+        frame.render_widget(
+            Paragraph::new(rows).style(Style::new().fg(Color::Cyan)),
+            top,
+        );
+    }
     if state.show_wire {
         let [chat, wire] =
             Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(main);
@@ -32,6 +47,60 @@ pub fn draw(frame: &mut Frame<'_>, state: &TuiState) {
     }
     draw_status(frame, state, status);
     draw_input(frame, state, input);
+}
+
+/// The banner's rows at `width` columns: its title (cut to the width), then its command
+/// as [`shell_rows`].
+pub fn banner_rows(banner: &Banner, width: usize) -> Vec<String> {
+    let mut rows = vec![banner.title.chars().take(width).collect()];
+    rows.extend(shell_rows(&banner.words, width));
+    rows
+}
+
+/// A shell command's words on rows of at most `width` columns that a POSIX shell reads
+/// back as the same command when they are copied and pasted with their line breaks:
+/// every row but the last ends in a backslash (line continuation, which the shell
+/// removes before it splits words). Words go whole where they fit, after a space; an
+/// unquoted word longer than a row is cut inside, where a backslash-newline vanishes
+/// too. (A quoted word is never cut: inside quotes the backslash would stay.)
+pub fn shell_rows(words: &[String], width: usize) -> Vec<String> {
+    // Room for the trailing " \" (or "\" inside a word).
+    let room = width.saturating_sub(2).max(8);
+    let mut rows = Vec::new();
+    let mut row = String::new();
+    for word in words {
+        let len = word.chars().count();
+        let sep = usize::from(!row.is_empty());
+        if row.chars().count() + sep + len <= room {
+            if sep == 1 {
+                row.push(' ');
+            }
+            row.push_str(word);
+            continue;
+        }
+        if !row.is_empty() {
+            rows.push(format!("{row} \\"));
+            row.clear();
+        }
+        if len <= room || word.starts_with(['\'', '"']) {
+            row.push_str(word);
+            continue;
+        }
+        // Cut pieces of a whole row (the backslash takes the last column) while more
+        // than a row's room is left; the rest starts the next row.
+        let mut rest: &[char] = &word.chars().collect::<Vec<char>>();
+        while rest.len() > room {
+            // At least one character stays, so the word's end is never a bare "\\".
+            let (piece, after) = rest.split_at((room + 1).min(rest.len() - 1));
+            rows.push(format!("{}\\", piece.iter().collect::<String>()));
+            rest = after;
+        }
+        row = rest.iter().collect();
+    }
+    if !row.is_empty() {
+        rows.push(row);
+    }
+    rows
 }
 
 fn pane_block(title: String, focused: bool) -> Block<'static> {
@@ -212,11 +281,7 @@ fn wire_spans(entry: &WireEntry) -> Vec<Vec<Span<'static>>> {
 /// The status bar text (also for tests).
 pub fn status_text(state: &TuiState) -> String {
     let status = &state.status;
-    let members = if status.members == 1 {
-        "1 member".to_owned()
-    } else {
-        format!("{} members", status.members)
-    };
+    let members = chat_cli::count(status.members, "member");
     let rtt = status
         .rtt_ms
         .map_or_else(|| "rtt -".to_owned(), |ms| format!("rtt {ms} ms"));
@@ -396,6 +461,74 @@ mod tests {
     use crate::ui::state::{Status, TuiState};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
+
+    #[test]
+    fn shell_rows_read_back_as_the_same_command() {
+        let words: Vec<String> = [
+            "HOST_CHAT_KEY=cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=",
+            "/a/rather/long/path/to/the/target/directory/debug/host-chat",
+            "client",
+            "127.0.0.1:40000",
+            "--nick",
+            "someone",
+            "'/with space'",
+        ]
+        .map(String::from)
+        .to_vec();
+        for width in [12, 30, 50, 80, 200] {
+            let rows = shell_rows(&words, width);
+            for row in &rows {
+                assert!(
+                    row.chars().count() <= width.max(10) || row.starts_with('\''),
+                    "{width}: {row:?}"
+                );
+            }
+            if width >= 200 {
+                assert_eq!(rows.len(), 1, "{rows:?}");
+            }
+            // What a shell makes of the rows, pasted with their line breaks.
+            let script = format!("printf '%s\\n' {}", rows.join("\n"));
+            let out = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .output()
+                .unwrap();
+            let printed = String::from_utf8(out.stdout).unwrap();
+            let mut expected: Vec<String> = words.clone();
+            *expected.last_mut().unwrap() = "/with space".into();
+            assert_eq!(
+                printed.lines().collect::<Vec<_>>(),
+                expected,
+                "{width}: {rows:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_banner_is_drawn_outside_any_border() {
+        let mut state = sample();
+        state.banner = Some(Banner {
+            title: "to join:".into(),
+            words: vec![
+                "HOST_CHAT_KEY=k".into(),
+                "host-chat".into(),
+                "client".into(),
+            ],
+        });
+        let backend = TestBackend::new(40, 12);
+        let mut terminal = Terminal::new(backend).unwrap();
+        terminal.draw(|frame| draw(frame, &state)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let row = |y: u16| -> String {
+            (0..40)
+                .map(|x| buffer[(x, y)].symbol().to_owned())
+                .collect::<String>()
+                .trim_end()
+                .to_owned()
+        };
+        assert_eq!(row(0), "to join:");
+        assert_eq!(row(1), "HOST_CHAT_KEY=k host-chat client");
+        assert!(row(2).starts_with('┌'), "{}", row(2));
+    }
 
     fn sample() -> TuiState {
         let mut status = Status::new("127.0.0.1:4000", "lobby", "ann");

@@ -18,7 +18,7 @@ pub mod state;
 
 pub use input::{Action, on_key};
 pub use ratatui::crossterm::event::Event;
-pub use state::{Conn, Pane, Status, TuiState};
+pub use state::{Banner, Conn, Pane, Status, TuiState};
 
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;

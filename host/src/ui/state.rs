@@ -319,9 +319,23 @@ impl Editor {
     }
 }
 
+/// A command shown above the conversation, outside any border, so that it can be copied
+/// with the mouse: a title row, then the command's words on as many rows as it takes,
+/// each row but the last ending in ` \` (a shell reads the rows as one command, see
+/// [`super::draw::shell_rows`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Banner {
+    /// The row above the command.
+    pub title: String,
+    /// The command, one shell word each (already quoted where needed).
+    pub words: Vec<String>,
+}
+
 /// Everything the terminal UI shows.
 #[derive(Debug, Clone)]
 pub struct TuiState {
+    /// A command to copy, above the conversation (the demo's join command).
+    pub banner: Option<Banner>,
     /// The conversation, oldest first.
     pub lines: Vec<ChatLine>,
     /// The input line.
@@ -344,6 +358,7 @@ impl TuiState {
     /// An empty screen for `status`, the wire view open if `show_wire`.
     pub fn new(status: Status, show_wire: bool) -> Self {
         Self {
+            banner: None,
             lines: Vec::new(),
             editor: Editor::default(),
             wire: Vec::new(),
