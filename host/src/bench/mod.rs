@@ -58,6 +58,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 type HostClient = crate::chat::client::HostClient;
+use crate::chat::client::OUTBOX;
 
 /// `host-chat bench --help`, after the options.
 pub const HELP: &str = "\
@@ -72,8 +73,7 @@ Output:
   exits with status 1 (the JSON object then has \"error\").
 
 Load:
-  closed loop (default): every client keeps its window full (-P for framed clients,
-  --window for legacy and plain); open loop (--rate R): R lines per second in all,
+  closed loop (default): every client keeps its window full (--window); open loop (--rate R): R lines per second in all,
   round-robin over the clients. Latency is from send() (a line waits for room in its
   client's window before it is sent).
 
@@ -170,18 +170,15 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH", default_value = "bench/python_relay.py")]
     pub python_relay: PathBuf,
 
-    /// Lines in flight per client awaiting the server's receipt (legacy and plain: the
-    /// server keeps 8 receipts due per member; framed clients have their outbox of 16).
-    #[arg(long, value_name = "N", default_value_t = 8,
+    /// Closed loop: lines in flight per client, sent and awaiting the server's receipt.
+    /// Framed clients hold at most 16 (their outbox: more is the same as 16); legacy and
+    /// plain ones up to 1024 (the server keeps 8 receipts due per member). Many senders
+    /// with full windows can send a room more lines at once than its history holds
+    /// (128): the excess is dropped and retransmitted 300 ms later [default: 16 framed,
+    /// 8 legacy and plain].
+    #[arg(long, short = 'P', visible_alias = "pipeline", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub window: u16,
-
-    /// Framed clients: lines each may have awaiting the server's receipt (its outbox
-    /// holds 16). Many senders with full outboxes can send a room more lines at once than
-    /// its history holds (128): the excess is dropped and retransmitted 300 ms later.
-    #[arg(long, short = 'P', value_name = "N", default_value_t = 16,
-          value_parser = clap::value_parser!(u16).range(1..=16))]
-    pub pipeline: u16,
+    pub window: Option<u16>,
 
     /// Seconds without anything arriving after which the run stops (what is missing is
     /// lost).
@@ -437,8 +434,8 @@ struct Bench {
     messages: u64,
     size: usize,
     rate: Option<f64>,
+    /// Lines in flight per client.
     window: usize,
-    pipeline: usize,
     drain: Duration,
     time_limit: Option<Duration>,
     server_pid: Option<u32>,
@@ -528,6 +525,10 @@ impl Bench {
         let clock = Clock::new();
         let poll = Poll::new().context("cannot set up the event loop")?;
         let clients = args.clients as usize;
+        let window = usize::from(args.window.unwrap_or(match args.mode {
+            Mode::Framed => OUTBOX as u16,
+            Mode::Legacy | Mode::Plain => 8,
+        }));
         let per_client = args.messages / clients as u64 + 1;
         let mut peers = Vec::with_capacity(clients);
         let mut room_sizes = vec![0u64; args.rooms as usize];
@@ -572,7 +573,7 @@ impl Bench {
                 out: Datagrams::new(MAX_DATAGRAM),
                 out_sent: 0,
                 sent_at: Vec::with_capacity(usize::try_from(per_client).unwrap_or(0)),
-                waiting: VecDeque::with_capacity(usize::from(args.window)),
+                waiting: VecDeque::with_capacity(window),
                 ready: false,
                 hello_at: None,
                 closed: false,
@@ -594,8 +595,7 @@ impl Bench {
             messages: args.messages,
             size: usize::from(args.size),
             rate: args.rate.filter(|r| *r > 0.0),
-            window: usize::from(args.window),
-            pipeline: usize::from(args.pipeline),
+            window,
             drain: Duration::from_secs(args.drain),
             time_limit: args.time_limit.map(Duration::from_secs),
             server_pid,
@@ -867,7 +867,7 @@ impl Bench {
     fn can_send(&self, i: usize) -> bool {
         let peer = &self.peers[i];
         match &peer.client {
-            Some(client) => client.unacknowledged() < self.pipeline,
+            Some(client) => client.unacknowledged() < self.window,
             None => peer.waiting.len() < self.window && !peer.out.is_full(),
         }
     }
