@@ -35,6 +35,7 @@ pub use plain::run as run_relay;
 
 use crate::chat::child::{Log, ServerChild};
 use crate::cli::Cli;
+use crate::error::BadArgument;
 use crate::keys::Ring;
 use crate::mmsg::{self, Datagrams};
 use crate::net::{self, Clock};
@@ -70,7 +71,7 @@ Output:
   generator itself was. A progress line is drawn on standard error when it is a terminal.
   A run never hangs: it stops when nothing has arrived for --drain seconds (or at
   --time-limit) and reports what was lost; if not every client gets in, it says why and
-  exits with status 1 (the JSON object then has \"error\").
+  exits with status 3 (the JSON object then has \"error\").
 
 Load:
   closed loop (default): every client keeps its window full (--window); open loop (--rate R): R lines per second in all,
@@ -284,21 +285,22 @@ pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Re
     if kind.is_some() && args.server.is_some() {
         anyhow::bail!("give either SERVER or --spawn-server, not both");
     }
+    let bad = |text: String| -> anyhow::Result<()> { Err(BadArgument(text).into()) };
     if !args.server_arg.is_empty() && kind.is_none() {
-        anyhow::bail!("--server-arg is for a server that bench starts: add --spawn-server");
+        bad("--server-arg is for a server that bench starts: add --spawn-server".into())?;
     }
     if args.rooms > args.clients {
-        anyhow::bail!(
+        bad(format!(
             "--rooms {} with --clients {}: every room needs a client",
-            args.rooms,
-            args.clients
-        );
+            args.rooms, args.clients
+        ))?;
     }
     if args.rooms > 1 && args.mode == Mode::Legacy {
-        anyhow::bail!(
+        bad(
             "legacy senders all share one room (PROTOCOL.md, \"Legacy senders\"): --rooms \
              needs --mode framed or plain"
-        );
+                .into(),
+        )?;
     }
     // One socket per client, and some to spare for the poll, the server's pipes, stdio.
     process::raise_open_files(u64::from(args.clients) + 64)?;
@@ -666,11 +668,10 @@ impl Bench {
             }
             let now = now_ns(self.start);
             if now > join_deadline || joined + self.refused_joins == self.clients {
-                let mut error = format!(
-                    "only {joined} of {} clients got in within {:.0} s",
-                    self.clients,
-                    join_time.as_secs_f64()
-                );
+                let mut error = format!("only {joined} of {} clients got in", self.clients);
+                if joined + self.refused_joins < self.clients {
+                    let _ = write!(error, " within {:.0} s", join_time.as_secs_f64());
+                }
                 if self.refused_joins > 0 {
                     let _ = write!(error, "; {} joins were refused", self.refused_joins);
                     if let Some(notice) = &self.join_notice {
