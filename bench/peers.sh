@@ -18,12 +18,16 @@ cd "$(dirname "$0")/.."
 
 what=${1:-table}
 case $what in
-    table | scale | all) shift $(($# > 0 ? 1 : 0)) ;;
+    table | scale | goals) shift $(($# > 0 ? 1 : 0)) ;;
+    all)
+        shift
+        (($# == 0)) || { echo "bench/peers.sh all takes no options" >&2; exit 2; }
+        ;;
     -*) what=table ;;
-    *) echo "usage: bench/peers.sh [table|scale|all] [options]" >&2; exit 2 ;;
+    *) echo "usage: bench/peers.sh [table|scale|goals|all] [options]" >&2; exit 2 ;;
 esac
 
-if [[ $what != scale ]] && ! command -v mosquitto >/dev/null; then
+if [[ $what == table || $what == all ]] && ! command -v mosquitto >/dev/null; then
     if [[ $(id -u) -eq 0 ]]; then
         echo "peers.sh: installing mosquitto (apt-get install mosquitto mosquitto-clients)" >&2
         apt-get update -qq
@@ -45,5 +49,19 @@ if [[ $what == table || $what == all ]]; then
 fi
 if [[ $what == scale || $what == all ]]; then
     "$peers" scale --host-chat "$host_chat" "$@"
+fi
+if [[ $what == goals || $what == all ]]; then
+    # Issue 10's goals; extra options (e.g. --server-arg=--max-members
+    # --server-arg=2000) go to every run. A run that fails says why and the rest go on.
+    goal() {
+        echo
+        echo "\$ host-chat bench $*"
+        "$host_chat" bench "$@" 2>&1 || true
+    }
+    goal --spawn-server -c 1000 -n 500 --rate 50 "$@"             # 1,000-member room at 50 lines/s
+    goal --spawn-server -c 250 -n 2000 --rate 200 "$@"            # 250-member room at 200 lines/s
+    goal --spawn-server -c 64 -n 4000 --window 1 "$@"             # closed loop, overloaded 64-member room
+    goal --spawn-server -c 64 -n 4000 "$@"                        # the same, 16 lines in flight per client
+    goal --mode plain --spawn-server -c 64 -n 4000 --window 1     # the plain relay, same load
 fi
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -4,9 +4,10 @@
 //! members` to the sender, `legacy-K: text` to every other member of its room) without
 //! cryptography, on the same event loop and batching ([`net::run`]), with O(1) lookups.
 //!
-//! Rooms: an address's first datagram puts it in a room, the text after its last
-//! ` in room ` (`hello from bench client 7 in room bench-3`), or room "" without one. That
-//! is how `host-chat bench --mode plain --rooms R` spreads its clients.
+//! Joining: an address's first datagram only puts it in a room (the text after its last
+//! ` in room `, as in `hello from bench client 7 in room bench-3`, or room "" without
+//! one) and gets its receipt; it is not relayed. So joins cost O(1), the least any relay
+//! can do, and `host-chat bench --mode plain --rooms R` spreads its clients this way.
 
 use super::{ByteWriter, MAX_DATAGRAM, RelayArgs};
 use crate::net::{self, Endpoint, Machine, Step};
@@ -61,6 +62,11 @@ enum PlainOut {
         to: SocketAddr,
         seq: u64,
     },
+    /// The receipt of a first datagram (not relayed).
+    Joined {
+        to: SocketAddr,
+        members: usize,
+    },
 }
 
 /// A known address: its room and its number in the relay (`legacy-K`).
@@ -90,10 +96,8 @@ fn room_name(text: &[u8]) -> &[u8] {
 }
 
 impl PlainRelay {
-    fn member(&mut self, from: SocketAddr, datagram: &[u8]) -> Member {
-        if let Some(member) = self.members.get(&from) {
-            return *member;
-        }
+    /// A new member, in the room its first datagram names.
+    fn join(&mut self, from: SocketAddr, datagram: &[u8]) -> Member {
         let name = room_name(datagram);
         let room = match self.room_index.get(name) {
             Some(&room) => room,
@@ -125,7 +129,14 @@ impl Machine for PlainRelay {
         {
             return;
         }
-        let member = self.member(from, datagram);
+        let Some(&member) = self.members.get(&from) else {
+            let member = self.join(from, datagram);
+            self.queue.push_back(PlainOut::Joined {
+                to: from,
+                members: self.rooms[member.room].len(),
+            });
+            return;
+        };
         self.seq += 1;
         let seq = self.seq;
         let slot = &mut self.slots[(seq % SLOTS as u64) as usize];
@@ -158,6 +169,14 @@ impl Machine for PlainRelay {
                 let _ = io::Write::write_fmt(
                     &mut cursor,
                     format_args!("server: received as #{seq} for {members} members"),
+                );
+                Some((to, cursor.position() as usize))
+            }
+            PlainOut::Joined { to, members } => {
+                let mut cursor = io::Cursor::new(buf);
+                let _ = io::Write::write_fmt(
+                    &mut cursor,
+                    format_args!("server: received as #0 for {members} members"),
                 );
                 Some((to, cursor.position() as usize))
             }
