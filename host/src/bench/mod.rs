@@ -191,6 +191,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SECONDS")]
     pub time_limit: Option<u64>,
 
+    /// Start the load as soon as every client is in, while the server may still be
+    /// announcing the joins [default: once nothing has arrived for 100 ms].
+    #[arg(long)]
+    pub no_settle: bool,
+
     /// Print one JSON object with the results instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -440,6 +445,8 @@ struct Bench {
     window: usize,
     drain: Duration,
     time_limit: Option<Duration>,
+    /// Wait for quiet after the joins.
+    settle: bool,
     server_pid: Option<u32>,
     poll: Poll,
     peers: Vec<Peer>,
@@ -600,6 +607,7 @@ impl Bench {
             window,
             drain: Duration::from_secs(args.drain),
             time_limit: args.time_limit.map(Duration::from_secs),
+            settle: !args.no_settle,
             server_pid,
             poll,
             peers,
@@ -689,7 +697,7 @@ impl Bench {
         // Let the join notices and hellos pass before measuring: start once nothing has
         // come in for a moment.
         let settle_deadline = now_ns(self.start) + START_TIMEOUT.as_nanos() as u64;
-        loop {
+        while self.settle {
             self.turn(&mut events, &mut incoming, Some(Duration::from_millis(5)))?;
             let now = now_ns(self.start);
             if now.saturating_sub(self.last_datagram) > SETTLE_QUIET.as_nanos() as u64
