@@ -28,6 +28,7 @@
 //! generator's own CPU time too, which tells whether the server or the generator was the
 //! limit.
 
+mod member;
 mod plain;
 pub mod process;
 
@@ -41,7 +42,7 @@ use crate::mmsg::{self, Datagrams};
 use crate::net::{self, Clock};
 use anyhow::Context as _;
 use chat_core::fernet::{KEY_TEXT_LEN, TtlCheck, token_len};
-use chat_core::session::{ClientConfig, ClientEvent, DEFAULT_MAX_DATAGRAM, SendError};
+use chat_core::session::DEFAULT_MAX_DATAGRAM;
 use chat_core::time::Instant;
 use clap::{Args, ValueEnum};
 use mio::net::UdpSocket;
@@ -58,8 +59,7 @@ use std::process::Command;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-type HostClient = crate::chat::client::HostClient;
-use crate::chat::client::OUTBOX;
+use member::{Happening, Member};
 
 /// `host-chat bench --help`, after the options.
 pub const HELP: &str = "\
@@ -381,8 +381,8 @@ pub fn run(cli: &Cli, args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Re
 /// One client's share of the load.
 struct Peer {
     socket: UdpSocket,
-    /// A chat_core client (framed mode).
-    client: Option<Box<HostClient>>,
+    /// A chat member (framed mode).
+    client: Option<Member>,
     /// Its room's number (0 to R - 1).
     room: u32,
     /// Datagrams made, not yet sent.
@@ -535,7 +535,7 @@ impl Bench {
         let poll = Poll::new().context("cannot set up the event loop")?;
         let clients = args.clients as usize;
         let window = usize::from(args.window.unwrap_or(match args.mode {
-            Mode::Framed => OUTBOX as u16,
+            Mode::Framed => member::MAX_IN_FLIGHT as u16,
             Mode::Legacy | Mode::Plain => 8,
         }));
         let per_client = args.messages / clients as u64 + 1;
@@ -565,13 +565,7 @@ impl Bench {
                 (Mode::Framed, Some(ring)) => {
                     let nick = format!("bench-{i}");
                     let room = room_name(room, args.rooms);
-                    let config = ClientConfig {
-                        max_datagram: MAX_DATAGRAM,
-                        ..ClientConfig::new(&nick, &room)
-                    };
-                    let client = crate::chat::client::new_client(&config, ring, &clock)?
-                        .context("bad client name")?;
-                    Some(Box::new(client))
+                    Some(Member::new(&nick, &room, MAX_DATAGRAM, ring, &clock)?)
                 }
                 _ => None,
             };
@@ -876,7 +870,7 @@ impl Bench {
     fn can_send(&self, i: usize) -> bool {
         let peer = &self.peers[i];
         match &peer.client {
-            Some(client) => client.unacknowledged() < self.window,
+            Some(client) => client.in_flight() < self.window,
             None => peer.waiting.len() < self.window && !peer.out.is_full(),
         }
     }
@@ -912,12 +906,12 @@ impl Bench {
         }
         let at = now_ns(self.start);
         match self.peers[i].client.as_mut() {
-            Some(client) => match client.send(&self.text) {
-                Ok(_) => self.mark(i),
-                Err(SendError::QueueFull | SendError::Closed | SendError::TooLong { .. }) => {
+            Some(client) => {
+                if !client.send(&self.text) {
                     return false;
                 }
-            },
+                self.mark(i);
+            }
             None => {
                 self.push_text(i);
                 self.peers[i].waiting.push_back(k);
@@ -983,8 +977,8 @@ impl Bench {
                 if self.peers[i].timer.is_some_and(|at| at <= now)
                     && let Some(client) = self.peers[i].client.as_mut()
                 {
-                    client.handle_timeout(now);
-                    self.peers[i].timer = client.poll_timeout();
+                    client.on_timer(now);
+                    self.peers[i].timer = client.timer();
                     self.mark(i);
                 }
             }
@@ -1021,7 +1015,7 @@ impl Bench {
     fn on_datagram(&mut self, i: usize, datagram: &mut [u8]) {
         let now_core = self.clock.now();
         if let Some(client) = self.peers[i].client.as_mut() {
-            let _ = client.handle_datagram(now_core, datagram);
+            client.receive(now_core, datagram);
             return;
         }
         let text: &[u8] = match (&self.ring, self.mode) {
@@ -1048,7 +1042,9 @@ impl Bench {
             }
             return;
         }
-        self.delivery(text, now);
+        if let Some((c, k)) = parse_payload(text) {
+            self.delivery(c, k, now);
+        }
     }
 
     /// The server answered client `i`'s line `id` (numbered from 1): taken into the room
@@ -1070,11 +1066,8 @@ impl Bench {
         self.last_progress = now;
     }
 
-    /// A benchmark line reached a member.
-    fn delivery(&mut self, text: &[u8], now: u64) {
-        let Some((c, k)) = parse_payload(text) else {
-            return;
-        };
+    /// Client `c`'s line `k` reached a member.
+    fn delivery(&mut self, c: usize, k: u64, now: u64) {
         let Some(&at) = self
             .peers
             .get(c)
@@ -1089,32 +1082,27 @@ impl Bench {
         self.last_progress = now;
     }
 
-    /// Client `i`'s events: the one place that reads chat_core's `ClientEvent` (what is
-    /// not counted falls to the wildcard, so new events cost nothing here).
+    /// What happened to client `i` ([`member`] turns chat_core's events into these).
     fn client_events(&mut self, i: usize) {
         let now = now_ns(self.start);
-        while let Some(event) = self.peers[i].client.as_mut().and_then(|c| c.poll_event()) {
-            match event {
-                ClientEvent::Joined { .. } => self.peers[i].ready = true,
-                ClientEvent::Message {
-                    text,
-                    notice: false,
-                    ..
-                } => self.delivery(text.as_bytes(), now),
-                ClientEvent::Delivered { id, .. } => self.answered(i, u64::from(id), true, now),
-                ClientEvent::Refused { id, .. } => self.answered(i, u64::from(id), false, now),
-                ClientEvent::Undelivered { .. } => self.counts.unanswered += 1,
-                ClientEvent::Notice { text } if !self.peers[i].ready => {
-                    self.join_notice
-                        .get_or_insert_with(|| text.as_str().to_owned());
+        while let Some(happening) = self.peers[i].client.as_mut().and_then(Member::next) {
+            match happening {
+                Happening::Joined => self.peers[i].ready = true,
+                Happening::Line(Some((c, k))) => self.delivery(c, k, now),
+                Happening::Line(None) => {}
+                Happening::Answered { id, accepted } => self.answered(i, id, accepted, now),
+                Happening::Undelivered => self.counts.unanswered += 1,
+                Happening::Notice(text) => {
+                    if !self.peers[i].ready {
+                        self.join_notice.get_or_insert(text);
+                    }
                 }
-                ClientEvent::Closed => {
+                Happening::Closed => {
                     if !self.peers[i].ready && !self.peers[i].closed {
                         self.refused_joins += 1;
                     }
                     self.peers[i].closed = true;
                 }
-                _ => {}
             }
         }
     }
@@ -1149,7 +1137,7 @@ impl Bench {
                     break;
                 };
                 while !peer.out.is_full() {
-                    match client.poll_transmit(now, peer.out.next_buf()) {
+                    match client.transmit(now, peer.out.next_buf()) {
                         Some(len) => {
                             if len >= chat_len {
                                 self.counts.chat_datagrams += 1;
@@ -1164,7 +1152,7 @@ impl Bench {
                 }
             }
             if let Some(client) = peer.client.as_ref() {
-                peer.timer = client.poll_timeout();
+                peer.timer = client.timer();
                 self.client_events(i);
             }
         }
