@@ -98,6 +98,20 @@ pub fn err(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
+/// Bytes asked for each socket buffer: a relay's bursts (a line to a whole room, acks from
+/// it) overflow the usual 208 KiB, and every datagram the kernel drops costs a
+/// retransmission timeout. The kernel caps the request at `net.core.rmem_max` /
+/// `wmem_max`.
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Asks for [`SOCKET_BUFFER`]-byte receive and send buffers on `socket` (best effort: a
+/// kernel that refuses leaves the defaults).
+pub fn grow_buffers(socket: &UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+}
+
 /// What the application wants after its turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -136,6 +150,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// Registers `socket`; `peer` if it is connected.
     pub fn new(mut socket: UdpSocket, peer: Option<SocketAddr>) -> io::Result<Self> {
+        grow_buffers(&socket);
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut socket, SOCKET, Interest::READABLE | Interest::WRITABLE)?;

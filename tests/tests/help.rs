@@ -608,8 +608,11 @@ fn bench_with_defaults(documented: &[Documented]) {
             "--size" => ("size", 64.into()),
             "--rate" => ("rate", Value::Null),
             "--mode" => ("mode", "framed".into()),
-            "--window" => ("window", 8.into()),
-            "--pipeline" => ("pipeline", 16.into()),
+            // Framed clients: 16 (legacy and plain ones: 8, see bench's own tests).
+            "--window" => ("window", 16.into()),
+            "--rooms" => ("rooms", 1.into()),
+            "--time-limit" => ("time_limit_s", Value::Null),
+            "--no-settle" => ("settle", true.into()),
             "--drain" => ("drain_s", 5.into()),
             _ => continue,
         };
@@ -726,7 +729,7 @@ const DEFAULTS: &[(&str, &str, &str, Check)] = &[
     (
         "bench",
         "--rate",
-        "as fast as the clients' windows allow",
+        "closed loop, as fast as the clients' windows allow",
         in_the_default_bench_run,
     ),
     ("bench", "--mode", "framed", in_the_default_bench_run),
@@ -736,8 +739,25 @@ const DEFAULTS: &[(&str, &str, &str, Check)] = &[
         "bench/python_relay.py",
         with_python,
     ),
-    ("bench", "--window", "8", in_the_default_bench_run),
-    ("bench", "--pipeline", "16", in_the_default_bench_run),
+    (
+        "bench",
+        "--window",
+        "16 framed, 8 legacy and plain",
+        in_the_default_bench_run,
+    ),
+    ("bench", "--rooms", "1", in_the_default_bench_run),
+    (
+        "bench",
+        "--time-limit",
+        "no limit",
+        in_the_default_bench_run,
+    ),
+    (
+        "bench",
+        "--no-settle",
+        "once nothing has arrived for 100 ms",
+        in_the_default_bench_run,
+    ),
     ("bench", "--drain", "5", in_the_default_bench_run),
     (
         "bench",
@@ -785,11 +805,10 @@ const LIMITS: &[(&str, &str, u64, Option<u64>)] = &[
     ("client", "--clock-skew", 0, Some(86_400)),
     ("demo", "--nick", 1, Some(32)),
     ("demo", "--room", 1, Some(32)),
-    ("bench", "--clients", 1, Some(250)),
+    ("bench", "--clients", 1, Some(10_000)),
     ("bench", "--messages", 1, Some(50_000_000)),
     ("bench", "--size", 24, Some(810)),
     ("bench", "--window", 1, Some(1024)),
-    ("bench", "--pipeline", 1, Some(16)),
     ("firmware-sim", "--nick", 1, Some(32)),
     ("firmware-sim", "--room", 1, Some(32)),
 ];

@@ -287,6 +287,16 @@ impl Sim {
             entry.1 += len as u64;
             if self.record_relay {
                 self.relay_out.push((to, len));
+                if std::env::var_os("SIM_TRACE").is_some() {
+                    let mut plain = vec![0u8; 2048];
+                    if let Ok(o) = self.key.decrypt(&buf[..len], None, &mut plain) {
+                        eprintln!(
+                            "{:?} relay->{to}: {:?}",
+                            self.now,
+                            chat_core::wire::Repr::parse(o.plaintext).map(|r| r.body)
+                        );
+                    }
+                }
             }
             self.send(SERVER, to, buf[..len].to_vec());
         }
@@ -326,6 +336,17 @@ impl Sim {
             self.timers.push(Reverse((at, index)));
         }
         for bytes in out {
+            if self.record_relay && std::env::var_os("SIM_TRACE").is_some() {
+                let mut plain = vec![0u8; 2048];
+                if let Ok(o) = self.key.decrypt(&bytes, None, &mut plain) {
+                    eprintln!(
+                        "{:?} {}->relay: {:?}",
+                        self.now,
+                        index + 1,
+                        chat_core::wire::Repr::parse(o.plaintext).map(|r| r.body)
+                    );
+                }
+            }
             self.peers[index].captured.push(bytes.clone());
             self.send(Self::addr(index), SERVER, bytes);
         }

@@ -126,15 +126,21 @@ pub fn run(ring: Ring, options: &Options) -> anyhow::Result<()> {
     run_with(ring, options, &Intro::default())
 }
 
-/// A client on the host's clocks and a fresh OS-seeded RNG; `None` if the nick or room is
-/// not a valid name.
-pub fn new_client(
+/// A client on the host's clocks and a fresh OS-seeded RNG, of any size (`HostClient`
+/// for the chat; the load generator's are smaller); `None` if the nick or room is not a
+/// valid name.
+pub fn new_client<
+    const TEXT: usize,
+    const OUTBOX: usize,
+    const EVENTS: usize,
+    const REORDER: usize,
+>(
     config: &ClientConfig<'_>,
     ring: &Ring,
     clock: &Clock,
-) -> anyhow::Result<Option<HostClient>> {
+) -> anyhow::Result<Option<Client<StdRng, 7, TEXT, OUTBOX, EVENTS, REORDER>>> {
     let now = clock.now();
-    Ok(HostClient::new(
+    Ok(Client::new(
         config,
         ring.clone(),
         net::rng()?,
@@ -158,7 +164,8 @@ pub fn run_with(ring: Ring, options: &Options, intro: &Intro) -> anyhow::Result<
     };
     crate::error::check_names(&nick, &room)?;
     let clock = Clock::new();
-    let client = new_client(&config, &ring, &clock)?.context("the names were checked")?;
+    let client: HostClient =
+        new_client(&config, &ring, &clock)?.context("the names were checked")?;
     let local: SocketAddr = if options.server.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {

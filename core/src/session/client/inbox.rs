@@ -88,16 +88,33 @@ impl<const TEXT: usize, const REORDER: usize> Inbox<TEXT, REORDER> {
         }
         // Out of order: acknowledge at once, so the server learns of the gap.
         self.ack_due = true;
-        if seq - self.next_seq > REORDER as u64 {
+        // The slots hold `next_seq .. next_seq + REORDER`: `next_seq`'s own slot may hold
+        // it (kept while the application was behind).
+        if seq - self.next_seq >= REORDER as u64 {
             return Arrival::TooFar;
         }
         match self.kept.get_mut(Self::slot(seq)) {
-            Some(slot) if slot.as_ref().is_some_and(|m| m.seq == seq) => Arrival::Duplicate,
+            Some(Some(kept)) if kept.seq == seq => Arrival::Duplicate,
             Some(slot) => {
                 *slot = Some(message);
                 Arrival::Kept
             }
             None => Arrival::TooFar,
+        }
+    }
+
+    /// Keeps the next message for later (the application has no room for it yet);
+    /// whether it could be kept. It is not acknowledged until shown.
+    pub fn keep_next(&mut self, message: Message<TEXT>) -> bool {
+        if message.seq != self.next_seq {
+            return false;
+        }
+        match self.kept.get_mut(Self::slot(message.seq)) {
+            Some(slot) => {
+                *slot = Some(message);
+                true
+            }
+            None => false,
         }
     }
 
@@ -188,6 +205,11 @@ mod tests {
         assert!(inbox.ack_due, "a gap is acknowledged at once");
         assert_eq!(inbox.selective(), 0b1, "12 is next_seq (11) + 1 + bit 0");
         assert_eq!(inbox.on_deliver(message(12)), Arrival::Duplicate);
+        assert_eq!(
+            inbox.on_deliver(message(15)),
+            Arrival::TooFar,
+            "11 + 4 shares 11's slot"
+        );
         assert_eq!(inbox.on_deliver(message(16)), Arrival::TooFar);
         assert_eq!(inbox.take_next(), None, "11 is missing");
         assert!(matches!(inbox.on_deliver(message(11)), Arrival::Next(_)));

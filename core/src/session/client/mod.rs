@@ -172,6 +172,8 @@ pub struct Client<
     events: Deque<ClientEvent<TEXT>, EVENTS>,
     /// [`ClientEvent::Closed`] is yet to be reported.
     closed_due: bool,
+    /// The time of the last input (for what `poll_event` does).
+    last_input: Instant,
 }
 
 /// The configuration, less the names.
@@ -267,6 +269,7 @@ impl<
             who_due: None,
             events: Deque::new(),
             closed_due: false,
+            last_input: now,
         })
     }
 
@@ -412,6 +415,7 @@ impl<
     /// Takes one datagram from the server. On error, says why it was dropped (for
     /// counters); nothing needs to be done about it.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &mut [u8]) -> Result<(), Dropped> {
+        self.last_input = now;
         if datagram.len() > self.config.max_datagram {
             return Err(Dropped::TooLong);
         }
@@ -617,16 +621,22 @@ impl<
         if self.state != ClientState::Joined && self.state != ClientState::Leaving {
             return Err(Dropped::Unexpected);
         }
-        if seq == self.inbox.next_seq() && !self.has_room() {
-            // Unacknowledged, it comes again once the application has caught up.
-            return Err(Dropped::Overloaded);
-        }
         let message = Message {
             seq,
             nick: truncated(nick),
             text: truncated(text),
             timestamp,
         };
+        if seq == self.inbox.next_seq() && !self.has_room() {
+            // The application is behind: keep the message until it reads its events
+            // (`poll_event` shows it then), or, with no room to keep it, drop it
+            // unacknowledged: it comes again.
+            return if self.inbox.keep_next(message) {
+                Ok(())
+            } else {
+                Err(Dropped::Overloaded)
+            };
+        }
         match self.inbox.on_deliver(message) {
             Arrival::Next(message) => {
                 self.show(now, message);
@@ -765,6 +775,7 @@ impl<
 
     /// Runs the timers that are due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_input = now;
         if self.draining_until.is_some_and(|at| at <= now) {
             // The server did not answer in time: those lines may not reach the room.
             self.begin_leaving(now);
@@ -822,7 +833,11 @@ impl<
             }
             ClientState::Joined => {
                 let lost = (!self.lost).then(|| self.last_heard + self.config.server_timeout);
+                // An acknowledgement made due by `poll_event` (messages kept while the
+                // application was behind, shown now): at once.
+                let ack_now = self.inbox.ack_due.then_some(self.last_input);
                 let timers = [
+                    ack_now,
                     self.outbox.rto_deadline,
                     self.outbox.hold_until,
                     self.inbox.ack_deadline,
@@ -937,6 +952,9 @@ impl<
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<ClientEvent<TEXT>> {
         if let Some(event) = self.events.pop_front() {
+            // Room again: messages kept while the application was behind come next.
+            let now = self.last_input;
+            self.drain_kept(now);
             return Some(event);
         }
         if self.state != ClientState::Closed {

@@ -1,29 +1,48 @@
 //! `host-chat bench`: a load generator, like redis-benchmark, and the plain relay it is
-//! compared with (`host-chat bench-relay --plain`, hidden).
+//! compared with (`host-chat bench-relay --plain`, hidden; [`plain`]).
 //!
-//! N clients run in one thread: one mio loop owning N UDP sockets, one per client (so the
-//! server sees N addresses), each connected to the server. Each message's text carries
-//! its sender and number (`#C:K:xxxx...`); the loop remembers when it was sent, so the
-//! latency of every delivery is measured from the sender's `send()` to the member's
-//! message event, and of every receipt from `send()` to the server's answer.
+//! N clients (up to 10,000) run in one thread: one mio loop owning N UDP sockets, one per
+//! client (so the server sees N addresses), each connected to the server; the open-files
+//! limit is raised to fit them ([`process::raise_open_files`]). Client `i` is in room
+//! `i mod R` (`--rooms R`). Each message's text carries its sender and number
+//! (`#C:K:xxxx...`); the loop remembers when it was sent, so the latency of every
+//! delivery is measured from the sender's `send()` to the member's message event, and of
+//! every receipt from `send()` to the server's answer.
 //!
 //! Three kinds of load (`--mode`):
 //! * `framed`: chat_core `Client`s (join, chat, deliver, ack), against `host-chat server`;
-//!   every member gets every line, the sender's own included (fan-out N);
+//!   every member of the sender's room gets every line, the sender's own included
+//!   (fan-out = room size);
 //! * `legacy`: bare-text Fernet tokens, as the original Python chat sent, against
 //!   `host-chat server` (PROTOCOL.md "Legacy senders") or `bench/python_relay.py`; the
-//!   sender gets a receipt, the others the line (fan-out N - 1);
-//! * `plain`: the same text without cryptography, against `host-chat bench-relay --plain`.
+//!   sender gets a receipt, the others the line (fan-out N - 1, one room);
+//! * `plain`: the same text without cryptography, against `host-chat bench-relay --plain`
+//!   (fan-out = room size - 1).
+//!
+//! The load is the same in every mode: lines go out round-robin over the clients, a client
+//! whose window is full is skipped; with `--rate R` (open loop) at R lines per second in
+//! all, else (closed loop) whenever a window has room.
+//!
+//! With `--spawn-server` the server's CPU time (`utime + stime`) and memory (`VmRSS`,
+//! `VmHWM`) are read from `/proc` over the measured interval ([`process`]), and the
+//! generator's own CPU time too, which tells whether the server or the generator was the
+//! limit.
+
+mod member;
+mod plain;
+pub mod process;
+
+pub use plain::run as run_relay;
 
 use crate::chat::child::{Log, ServerChild};
 use crate::cli::ChatKeyArgs;
 use crate::error::{BadArgument, NotDelivered};
 use crate::keys::Ring;
 use crate::mmsg::{self, Datagrams};
-use crate::net::{self, Clock, Endpoint, Machine, Step};
+use crate::net::{self, Clock};
 use anyhow::Context as _;
 use chat_core::fernet::{KEY_TEXT_LEN, TtlCheck, token_len};
-use chat_core::session::{ClientConfig, ClientEvent, DEFAULT_MAX_DATAGRAM, SendError};
+use chat_core::session::DEFAULT_MAX_DATAGRAM;
 use chat_core::time::Instant;
 use clap::{Args, ValueEnum};
 use mio::net::UdpSocket;
@@ -37,31 +56,49 @@ use std::io::{self, IsTerminal as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::mpsc::Receiver;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-type HostClient = crate::chat::client::HostClient;
+use member::{Happening, Member};
 
 /// `host-chat bench --help`, after the options.
 pub const HELP: &str = "\
 Output:
-  a table (or one JSON object with --json): messages sent and accepted per second,
+  a table (or one JSON object with --json): lines sent and accepted per second,
   deliveries per second (fan-out), latency percentiles from send() to each member's
-  delivery and to the sender's receipt, losses and retransmissions. A progress line is
-  drawn on standard error when it is a terminal.
+  delivery and to the sender's receipt, losses and retransmissions; with --spawn-server
+  also the server's CPU time per delivery and its memory (RSS), and how busy the
+  generator itself was. A progress line is drawn on standard error when it is a terminal.
+  A run never hangs: it stops when nothing has arrived for --drain seconds (or at
+  --time-limit) and reports what was lost; if not every client gets in, it says why and
+  exits with status 1 (the JSON object then has \"error\").
+
+Load:
+  closed loop (default): every client keeps its window full (--window); open loop (--rate R): R lines per second in all,
+  round-robin over the clients. Latency is from send() (a line waits for room in its
+  client's window before it is sent).
 
 Examples:
   host-chat bench --spawn-server                     # a private server, 4 clients
   host-chat bench --spawn-server -c 16 -n 100000 --rate 20000
+  host-chat bench --spawn-server -c 1000 -n 500 --rate 50        # one room of 1,000
+  host-chat bench --spawn-server -c 10000 --rooms 1000 -n 20000 --rate 2000
+  host-chat bench --spawn-server -c 10000 --rooms 1000 \\
+      --server-arg=--max-members --server-arg=10000              # flags for the server
+  host-chat bench --mode plain --spawn-server -c 100 --rate 200  # the plain relay
   host-chat bench 192.168.1.20:12345 -c 8            # a running server, with its key
-  host-chat bench --mode plain --spawn-server        # the plain relay, no cryptography
-  host-chat bench --mode legacy --spawn-server python   # bench/python_relay.py";
+  host-chat bench --mode legacy --spawn-server python   # bench/python_relay.py
+
+  The highest rate a server sustains (nothing lost, p99 under 100 ms), and the same for
+  mosquitto: bench/peers.sh (see BENCHMARKS.md).";
+
+/// Most clients one run drives.
+pub const MAX_CLIENTS: u32 = 10_000;
 
 /// What the clients speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
-    /// The chat protocol (chat_core `Client`): reliable, acknowledged, fan-out N.
+    /// The chat protocol (chat_core `Client`): reliable, acknowledged, fan-out = room size.
     Framed,
     /// Bare-text Fernet tokens (the original Python chat): fan-out N - 1, no retries.
     Legacy,
@@ -89,10 +126,18 @@ pub struct BenchArgs {
     #[arg(value_name = "SERVER")]
     pub server: Option<String>,
 
-    /// Clients, 1 to 250, each on its own socket, all in one room.
+    /// Clients, 1 to 10000, each on its own socket (the open-files limit is raised to
+    /// fit them).
     #[arg(long, short = 'c', value_name = "N", default_value_t = 4,
-          value_parser = clap::value_parser!(u16).range(1..=250))]
-    pub clients: u16,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CLIENTS)))]
+    pub clients: u32,
+
+    /// Rooms the clients are spread over, at most one per client: client i joins room i
+    /// mod R (`bench` when R is 1, else `bench-0` ... `bench-{R-1}`). Framed and plain
+    /// modes.
+    #[arg(long, value_name = "R", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CLIENTS)))]
+    pub rooms: u32,
 
     /// Messages to send in all, 1 to 50000000, spread evenly over the clients.
     #[arg(long, short = 'n', value_name = "M", default_value_t = 10_000,
@@ -104,7 +149,8 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u16).range(24..=810))]
     pub size: u16,
 
-    /// Messages per second in all [default: as fast as the clients' windows allow].
+    /// Open loop: messages per second in all, round-robin over the clients [default:
+    /// closed loop, as fast as the clients' windows allow].
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
 
@@ -117,27 +163,38 @@ pub struct BenchArgs {
           default_missing_value = "auto")]
     pub spawn_server: Option<SpawnKind>,
 
+    /// One more argument for the spawned server, after its own (repeat it:
+    /// `--server-arg=--max-members --server-arg=10000`).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub server_arg: Vec<OsString>,
+
     /// The Python relay script, for `--spawn-server python`.
     #[arg(long, value_name = "PATH", default_value = "bench/python_relay.py")]
     pub python_relay: PathBuf,
 
-    /// Lines in flight per client awaiting the server's receipt, 1 to 1024 (legacy and
-    /// plain: the server keeps 8 receipts due per member; framed clients have their
-    /// outbox of 16).
-    #[arg(long, value_name = "N", default_value_t = 8,
+    /// Closed loop: lines in flight per client, 1 to 1024, sent and awaiting the server's
+    /// answer. Framed clients hold at most 16 (their outbox: more is the same as 16); the
+    /// server grants them at most 16 too. When senders offer a room more than its history
+    /// can take, the server answers Busy and they wait and slow down [default: 16 framed,
+    /// 8 legacy and plain].
+    #[arg(long, short = 'P', visible_alias = "pipeline", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub window: u16,
+    pub window: Option<u16>,
 
-    /// Framed clients: lines each may have awaiting the server's receipt, 1 to 16 (its
-    /// outbox holds 16). Many senders with full outboxes can send a room more lines at once than
-    /// its history holds (128): the excess is dropped and retransmitted 300 ms later.
-    #[arg(long, short = 'P', value_name = "N", default_value_t = 16,
-          value_parser = clap::value_parser!(u16).range(1..=16))]
-    pub pipeline: u16,
-
-    /// Seconds to wait for what is still missing once every line is sent.
+    /// Seconds without anything arriving after which the run stops (what is missing is
+    /// lost).
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub drain: u64,
+
+    /// Stop the run this many seconds after the first line, whatever is still on its way
+    /// [default: no limit].
+    #[arg(long, value_name = "SECONDS")]
+    pub time_limit: Option<u64>,
+
+    /// Start the load as soon as every client is in, while the server may still be
+    /// announcing the joins [default: once nothing has arrived for 100 ms].
+    #[arg(long)]
+    pub no_settle: bool,
 
     /// Print one JSON object with the results instead of the table.
     #[arg(long)]
@@ -164,8 +221,12 @@ pub struct RelayArgs {
     pub print_port: bool,
 }
 
-/// How long clients may take to join.
+/// How long clients may take to join: this, plus [`JOIN_PER_CLIENT`] each.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+const JOIN_PER_CLIENT: Duration = Duration::from_millis(2);
+/// After the joins, the load starts once nothing has arrived for this long (the join
+/// notices have passed), or after [`START_TIMEOUT`] at most.
+const SETTLE_QUIET: Duration = Duration::from_millis(100);
 /// A legacy or plain line whose receipt has not come after this is counted as lost.
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the progress line is redrawn.
@@ -203,6 +264,16 @@ fn server_stats(server: &ServerChild) -> Option<(u64, u64, u64)> {
     None
 }
 
+/// The first refusal a spawned server logged ("refused a join from ...: REASON"), to say
+/// why clients did not get in.
+fn server_refusal(server: &ServerChild) -> Option<String> {
+    let log = server.log()?;
+    log.try_iter().find_map(|line| {
+        line.split_once("refused a join from ")
+            .map(|(_, r)| r.to_owned())
+    })
+}
+
 /// `host-chat bench`.
 pub fn run(args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
     let kind = match args.spawn_server {
@@ -229,6 +300,25 @@ pub fn run(args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
     if kind.is_some() && args.server.is_some() {
         return Err(BadArgument("give either SERVER or --spawn-server, not both".into()).into());
     }
+    let bad = |text: String| -> anyhow::Result<()> { Err(BadArgument(text).into()) };
+    if !args.server_arg.is_empty() && kind.is_none() {
+        bad("--server-arg is for a server that bench starts: add --spawn-server".into())?;
+    }
+    if args.rooms > args.clients {
+        bad(format!(
+            "--rooms {} with --clients {}: every room needs a client",
+            args.rooms, args.clients
+        ))?;
+    }
+    if args.rooms > 1 && args.mode == Mode::Legacy {
+        bad(
+            "legacy senders all share one room (PROTOCOL.md, \"Legacy senders\"): --rooms \
+             needs --mode framed or plain"
+                .into(),
+        )?;
+    }
+    // One socket per client, and some to spare for the poll, the server's pipes, stdio.
+    process::raise_open_files(u64::from(args.clients) + 64)?;
 
     // The key: a fresh one for a spawned server, else the chat's.
     let mut ring = None;
@@ -266,6 +356,7 @@ pub fn run(args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
                 _ => cmd.arg("server"),
             };
             cmd.args(["--bind", "127.0.0.1:0", "--print-port"]);
+            cmd.args(&args.server_arg);
             let (spawned, addr) =
                 ServerChild::start(cmd, key_text.as_deref().map(String::as_str), Log::Keep)?;
             (Some(spawned), addr)
@@ -278,21 +369,34 @@ pub fn run(args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
         Some(_) => "host-chat server".to_owned(),
     };
 
-    let report = Bench::new(args, server, ring)?.run()?;
+    let pid = spawned.as_ref().map(ServerChild::id);
+    let mut report = Bench::new(args, server, ring, pid)?.run()?;
+    if let (Some(error), Some(spawned)) = (report.error.as_mut(), spawned.as_ref())
+        && !error.contains("refused")
+        && let Some(reason) = server_refusal(spawned)
+    {
+        let _ = write!(error, "; the server refused joins: {reason}");
+    }
     let server_stats = match (kind, spawned.as_ref()) {
-        (Some(SpawnKind::Host), Some(spawned)) => server_stats(spawned),
+        (Some(SpawnKind::Host), Some(spawned)) if report.error.is_none() => server_stats(spawned),
         _ => None,
     };
     drop(spawned);
+    let error = report.error.clone();
     report.print(args, &server_name, server_stats);
-    Ok(())
+    match error {
+        Some(error) => Err(NotDelivered(error).into()),
+        None => Ok(()),
+    }
 }
 
 /// One client's share of the load.
 struct Peer {
     socket: UdpSocket,
-    /// A chat_core client (framed mode).
-    client: Option<Box<HostClient>>,
+    /// A chat member (framed mode).
+    client: Option<Member>,
+    /// Its room's number (0 to R - 1).
+    room: u32,
     /// Datagrams made, not yet sent.
     out: Datagrams,
     out_sent: usize,
@@ -304,6 +408,10 @@ struct Peer {
     ready: bool,
     hello_at: Option<u64>,
     closed: bool,
+    /// When its client's timers are due (framed), as last asked.
+    timer: Option<Instant>,
+    /// In [`Bench::dirty`]: has something to send or events to read.
+    dirty: bool,
 }
 
 #[derive(Debug, Default)]
@@ -313,6 +421,8 @@ struct Counts {
     refused: u64,
     unanswered: u64,
     delivered: u64,
+    /// Deliveries the accepted lines owe: each one's fan-out.
+    expected: u64,
     duplicates: u64,
     chat_datagrams: u64,
     datagrams_out: u64,
@@ -321,17 +431,39 @@ struct Counts {
     syscalls_in: u64,
 }
 
+/// CPU time and memory over the measured interval.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cost {
+    /// Wall-clock seconds of the interval.
+    wall_s: f64,
+    /// The server's CPU seconds in it (a spawned server only).
+    server_cpu_s: Option<f64>,
+    /// The server's resident memory at the end, and its peak, KiB.
+    server_memory_kib: Option<(u64, u64)>,
+    /// This generator's CPU seconds in it.
+    bench_cpu_s: Option<f64>,
+}
+
 struct Bench {
     mode: Mode,
     clients: usize,
+    rooms: usize,
+    /// Members of each room.
+    room_sizes: Vec<u64>,
     messages: u64,
     size: usize,
     rate: Option<f64>,
+    /// Lines in flight per client.
     window: usize,
-    pipeline: usize,
     drain: Duration,
+    time_limit: Option<Duration>,
+    /// Wait for quiet after the joins.
+    settle: bool,
+    server_pid: Option<u32>,
     poll: Poll,
     peers: Vec<Peer>,
+    /// Peers with something to do, each once ([`Peer::dirty`]).
+    dirty: Vec<usize>,
     ring: Option<Ring>,
     rng: StdRng,
     clock: Clock,
@@ -342,6 +474,11 @@ struct Bench {
     first_send: Option<u64>,
     last_send: u64,
     last_progress: u64,
+    /// When a datagram last came in (ns since the start).
+    last_datagram: u64,
+    /// Framed clients whose join was refused, and the first notice one of them got.
+    refused_joins: usize,
+    join_notice: Option<String>,
     text: String,
     progress: bool,
     progress_drawn: u64,
@@ -351,15 +488,23 @@ struct Bench {
 struct Report {
     mode: Mode,
     clients: usize,
+    rooms: usize,
+    joined: usize,
     messages: u64,
     size: usize,
     rate: Option<f64>,
-    fanout: u64,
+    /// Mean fan-out of a line (members that get it).
+    fanout: f64,
     counts: Counts,
     elapsed: f64,
     send_elapsed: f64,
     delivery_us: Vec<u32>,
     receipt_us: Vec<u32>,
+    cost: Cost,
+    /// Why the run ended: "complete", or what was still missing.
+    stopped: String,
+    /// Why there was no run (not every client got in).
+    error: Option<String>,
 }
 
 fn now_ns(start: std::time::Instant) -> u64 {
@@ -378,13 +523,36 @@ fn parse_payload(text: &[u8]) -> Option<(usize, u64)> {
     Some((usize::try_from(c).ok()?, k))
 }
 
+/// The name of room `room` of `rooms`.
+fn room_name(room: u32, rooms: u32) -> String {
+    if rooms == 1 {
+        "bench".to_owned()
+    } else {
+        format!("bench-{room}")
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
 impl Bench {
-    fn new(args: &BenchArgs, server: SocketAddr, ring: Option<Ring>) -> anyhow::Result<Self> {
+    fn new(
+        args: &BenchArgs,
+        server: SocketAddr,
+        ring: Option<Ring>,
+        server_pid: Option<u32>,
+    ) -> anyhow::Result<Self> {
         let clock = Clock::new();
         let poll = Poll::new().context("cannot set up the event loop")?;
-        let clients = usize::from(args.clients);
+        let clients = args.clients as usize;
+        let window = usize::from(args.window.unwrap_or(match args.mode {
+            Mode::Framed => member::MAX_IN_FLIGHT as u16,
+            Mode::Legacy | Mode::Plain => 8,
+        }));
         let per_client = args.messages / clients as u64 + 1;
         let mut peers = Vec::with_capacity(clients);
+        let mut room_sizes = vec![0u64; args.rooms as usize];
         for i in 0..clients {
             let local: SocketAddr = if server.ip().is_loopback() {
                 (server.ip(), 0).into()
@@ -393,7 +561,8 @@ impl Bench {
             } else {
                 (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
             };
-            let mut socket = UdpSocket::bind(local).context("cannot open a UDP socket")?;
+            let mut socket = UdpSocket::bind(local)
+                .with_context(|| format!("cannot open UDP socket {} of {clients}", i + 1))?;
             socket
                 .connect(server)
                 .with_context(|| format!("cannot reach {server}"))?;
@@ -402,47 +571,53 @@ impl Bench {
                 Token(i),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
+            let room = (i as u32) % args.rooms;
+            room_sizes[room as usize] += 1;
             let client = match (args.mode, &ring) {
                 (Mode::Framed, Some(ring)) => {
                     let nick = format!("bench-{i}");
-                    let config = ClientConfig {
-                        max_datagram: MAX_DATAGRAM,
-                        ..ClientConfig::new(&nick, "bench")
-                    };
-                    let client = crate::chat::client::new_client(&config, ring, &clock)?
-                        .context("bad client name")?;
-                    Some(Box::new(client))
+                    let room = room_name(room, args.rooms);
+                    Some(Member::new(&nick, &room, MAX_DATAGRAM, ring, &clock)?)
                 }
                 _ => None,
             };
             peers.push(Peer {
                 socket,
                 client,
+                room,
                 out: Datagrams::new(MAX_DATAGRAM),
                 out_sent: 0,
                 sent_at: Vec::with_capacity(usize::try_from(per_client).unwrap_or(0)),
-                waiting: VecDeque::with_capacity(usize::from(args.window)),
+                waiting: VecDeque::with_capacity(window),
                 ready: false,
                 hello_at: None,
                 closed: false,
+                timer: None,
+                dirty: true,
             });
         }
-        let fanout = match args.mode {
-            Mode::Framed => clients as u64,
-            Mode::Legacy | Mode::Plain => clients as u64 - 1,
-        };
-        let expected = usize::try_from(args.messages * fanout).unwrap_or(usize::MAX);
+        let fanout_sum: u64 = room_sizes
+            .iter()
+            .map(|&n| n * Self::fanout_in(args.mode, n))
+            .sum();
+        let mean_fanout = fanout_sum as f64 / clients as f64;
+        let expected = (args.messages as f64 * mean_fanout) as usize;
         Ok(Self {
             mode: args.mode,
             clients,
+            rooms: args.rooms as usize,
+            room_sizes,
             messages: args.messages,
             size: usize::from(args.size),
             rate: args.rate.filter(|r| *r > 0.0),
-            window: usize::from(args.window),
-            pipeline: usize::from(args.pipeline),
+            window,
             drain: Duration::from_secs(args.drain),
+            time_limit: args.time_limit.map(Duration::from_secs),
+            settle: !args.no_settle,
+            server_pid,
             poll,
             peers,
+            dirty: (0..clients).collect(),
             ring,
             rng: net::rng()?,
             clock,
@@ -453,16 +628,42 @@ impl Bench {
             first_send: None,
             last_send: 0,
             last_progress: 0,
+            last_datagram: 0,
+            refused_joins: 0,
+            join_notice: None,
             text: String::with_capacity(usize::from(args.size) + 32),
             progress: io::stderr().is_terminal(),
             progress_drawn: 0,
         })
     }
 
-    fn fanout(&self) -> u64 {
-        match self.mode {
-            Mode::Framed => self.clients as u64,
-            Mode::Legacy | Mode::Plain => self.clients as u64 - 1,
+    /// Members that get a line in a room of `members`.
+    fn fanout_in(mode: Mode, members: u64) -> u64 {
+        match mode {
+            Mode::Framed => members,
+            Mode::Legacy | Mode::Plain => members.saturating_sub(1),
+        }
+    }
+
+    /// Members that get client `i`'s lines.
+    fn fanout_of(&self, i: usize) -> u64 {
+        Self::fanout_in(self.mode, self.room_sizes[self.peers[i].room as usize])
+    }
+
+    /// Mean fan-out over the clients (the load is spread evenly over them).
+    fn mean_fanout(&self) -> f64 {
+        let sum: u64 = self
+            .room_sizes
+            .iter()
+            .map(|&n| n * Self::fanout_in(self.mode, n))
+            .sum();
+        sum as f64 / self.clients as f64
+    }
+
+    fn mark(&mut self, i: usize) {
+        if !self.peers[i].dirty {
+            self.peers[i].dirty = true;
+            self.dirty.push(i);
         }
     }
 
@@ -470,32 +671,55 @@ impl Bench {
         let mut events = Events::with_capacity(1024);
         let mut incoming = Datagrams::new(MAX_DATAGRAM + 1);
         // Phase 1: everyone in the room.
-        let join_deadline = now_ns(self.start) + START_TIMEOUT.as_nanos() as u64;
+        let join_time = START_TIMEOUT + JOIN_PER_CLIENT * self.clients as u32;
+        let join_deadline = now_ns(self.start) + join_time.as_nanos() as u64;
         loop {
             self.turn(&mut events, &mut incoming, Some(Duration::from_millis(5)))?;
             self.hellos();
-            if self.peers.iter().all(|p| p.ready) {
+            let joined = self.peers.iter().filter(|p| p.ready).count();
+            if joined == self.clients {
                 break;
             }
-            if now_ns(self.start) > join_deadline {
-                return Err(NotDelivered(format!(
-                    "only {} of {} got in within {START_TIMEOUT:?}: is the server running \
-                     there, with the same key?",
-                    self.peers.iter().filter(|p| p.ready).count(),
-                    chat_cli::count(self.clients as u64, "client")
-                ))
-                .into());
+            let now = now_ns(self.start);
+            if now > join_deadline || joined + self.refused_joins == self.clients {
+                let mut error = format!("only {joined} of {} clients got in", self.clients);
+                if joined + self.refused_joins < self.clients {
+                    let _ = write!(error, " within {:.0} s", join_time.as_secs_f64());
+                }
+                if self.refused_joins > 0 {
+                    let _ = write!(error, "; {} joins were refused", self.refused_joins);
+                    if let Some(notice) = &self.join_notice {
+                        let _ = write!(error, " (\"{notice}\")");
+                    }
+                } else if joined == 0 {
+                    error.push_str(
+                        ": is the server running there, with the same key? (none answered)",
+                    );
+                }
+                self.leave_all(&mut events, &mut incoming)?;
+                return Ok(self.report(Cost::default(), "not started".into(), Some(error)));
             }
         }
-        // Let the join notices and hellos pass before measuring.
-        let settle = now_ns(self.start) + 50_000_000;
-        while now_ns(self.start) < settle {
+        // Let the join notices and hellos pass before measuring: start once nothing has
+        // come in for a moment.
+        let settle_deadline = now_ns(self.start) + START_TIMEOUT.as_nanos() as u64;
+        while self.settle {
             self.turn(&mut events, &mut incoming, Some(Duration::from_millis(5)))?;
+            let now = now_ns(self.start);
+            if now.saturating_sub(self.last_datagram) > SETTLE_QUIET.as_nanos() as u64
+                || now > settle_deadline
+            {
+                break;
+            }
         }
 
         // Phase 2: the load, then what is still on its way.
+        let wall0 = std::time::Instant::now();
+        let server_cpu0 = process::cpu_time(self.server_pid);
+        let bench_cpu0 = process::cpu_time(None);
         let mut last_progress_at = now_ns(self.start);
         let mut last_count = 0u64;
+        let stopped;
         loop {
             let now = now_ns(self.start);
             self.send_due(now);
@@ -514,63 +738,109 @@ impl Bench {
             let progress = self.counts.accepted
                 + self.counts.refused
                 + self.counts.unanswered
-                + self.counts.delivered;
+                + self.counts.delivered
+                + self.counts.sent;
             if progress != last_count {
                 last_count = progress;
                 last_progress_at = now;
             }
-            if self.counts.sent == self.messages {
-                let answered = self.counts.accepted + self.counts.refused + self.counts.unanswered;
-                if answered == self.messages
-                    && self.counts.delivered >= self.counts.accepted * self.fanout()
-                {
-                    break;
-                }
-                if now.saturating_sub(last_progress_at) > self.drain.as_nanos() as u64 {
-                    break;
-                }
+            let answered = self.counts.accepted + self.counts.refused + self.counts.unanswered;
+            if self.counts.sent == self.messages
+                && answered == self.messages
+                && self.counts.delivered >= self.counts.expected
+            {
+                stopped = "complete".to_owned();
+                break;
+            }
+            if now.saturating_sub(last_progress_at) > self.drain.as_nanos() as u64 {
+                stopped = format!(
+                    "nothing arrived for {} s ({} of {} lines sent)",
+                    self.drain.as_secs(),
+                    self.counts.sent,
+                    self.messages
+                );
+                break;
+            }
+            if let Some(limit) = self.time_limit
+                && now.saturating_sub(self.first_send.unwrap_or(now)) > limit.as_nanos() as u64
+            {
+                stopped = format!(
+                    "time limit of {} s ({} of {} lines sent)",
+                    limit.as_secs(),
+                    self.counts.sent,
+                    self.messages
+                );
+                break;
             }
         }
-        let end = self.last_progress.max(self.last_send);
+        let cpu_s = |before: Option<Duration>, pid| {
+            Some(secs(process::cpu_time(pid)?.saturating_sub(before?)))
+        };
+        let cost = Cost {
+            wall_s: wall0.elapsed().as_secs_f64(),
+            server_cpu_s: cpu_s(server_cpu0, self.server_pid),
+            server_memory_kib: self
+                .server_pid
+                .and_then(|pid| process::memory_kib(Some(pid))),
+            bench_cpu_s: cpu_s(bench_cpu0, None),
+        };
         self.show_progress(now_ns(self.start), true);
 
         // Phase 3: framed clients say goodbye (for a server that keeps running).
-        if self.mode == Mode::Framed {
-            let now = self.clock.now();
-            for peer in &mut self.peers {
-                if let Some(client) = peer.client.as_mut() {
-                    client.leave(now);
-                }
-            }
-            let deadline = now_ns(self.start) + 2_000_000_000;
-            while !self.peers.iter().all(|p| p.closed) && now_ns(self.start) < deadline {
-                self.turn(&mut events, &mut incoming, Some(Duration::from_millis(10)))?;
+        self.leave_all(&mut events, &mut incoming)?;
+        Ok(self.report(cost, stopped, None))
+    }
+
+    /// Framed clients leave, for a server that keeps running.
+    fn leave_all(&mut self, events: &mut Events, incoming: &mut Datagrams) -> anyhow::Result<()> {
+        if self.mode != Mode::Framed {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        for i in 0..self.peers.len() {
+            if let Some(client) = self.peers[i].client.as_mut() {
+                client.leave(now);
+                self.mark(i);
             }
         }
+        let deadline = now_ns(self.start) + 2_000_000_000;
+        while !self.peers.iter().all(|p| p.closed) && now_ns(self.start) < deadline {
+            self.turn(events, incoming, Some(Duration::from_millis(10)))?;
+        }
+        Ok(())
+    }
 
+    fn report(self, cost: Cost, stopped: String, error: Option<String>) -> Report {
         let first = self.first_send.unwrap_or(0);
-        Ok(Report {
+        let end = self.last_progress.max(self.last_send);
+        Report {
             mode: self.mode,
             clients: self.clients,
+            rooms: self.rooms,
+            joined: self.peers.iter().filter(|p| p.ready).count(),
             messages: self.messages,
             size: self.size,
             rate: self.rate,
-            fanout: self.fanout(),
+            fanout: self.mean_fanout(),
             elapsed: end.saturating_sub(first) as f64 / 1e9,
             send_elapsed: self.last_send.saturating_sub(first) as f64 / 1e9,
             counts: self.counts,
             delivery_us: self.delivery_us,
             receipt_us: self.receipt_us,
-        })
+            cost,
+            stopped,
+            error,
+        }
     }
 
-    /// Legacy and plain clients introduce themselves, so that the server knows every
-    /// address before the load starts.
+    /// Legacy and plain clients introduce themselves (naming their room), so that the
+    /// server knows every address before the load starts.
     fn hellos(&mut self) {
         if self.mode == Mode::Framed {
             return;
         }
         let now = now_ns(self.start);
+        let rooms = self.rooms as u32;
         for i in 0..self.peers.len() {
             let peer = &self.peers[i];
             let due = !peer.ready
@@ -580,6 +850,9 @@ impl Bench {
             if due && !peer.out.is_full() {
                 self.text.clear();
                 let _ = write!(self.text, "hello from bench client {i}");
+                if self.mode == Mode::Plain {
+                    let _ = write!(self.text, " in room {}", room_name(peer.room, rooms));
+                }
                 self.push_text(i);
                 self.peers[i].hello_at = Some(now);
             }
@@ -603,12 +876,13 @@ impl Bench {
             _ => len,
         };
         peer.out.push(len, SocketAddr::from(([0, 0, 0, 0], 0)));
+        self.mark(i);
     }
 
     fn can_send(&self, i: usize) -> bool {
         let peer = &self.peers[i];
         match &peer.client {
-            Some(client) => client.unacknowledged() < self.pipeline,
+            Some(client) => client.in_flight() < self.window,
             None => peer.waiting.len() < self.window && !peer.out.is_full(),
         }
     }
@@ -632,9 +906,7 @@ impl Bench {
             }
             i = (i + 1) % self.clients;
         }
-        if self.counts.sent > 0 {
-            self.flush_all();
-        }
+        self.flush_dirty();
     }
 
     fn send_one(&mut self, i: usize, now: u64) -> bool {
@@ -646,12 +918,12 @@ impl Bench {
         }
         let at = now_ns(self.start);
         match self.peers[i].client.as_mut() {
-            Some(client) => match client.send(&self.text) {
-                Ok(_) => {}
-                Err(SendError::QueueFull | SendError::Closed | SendError::TooLong { .. }) => {
+            Some(client) => {
+                if !client.send(&self.text) {
                     return false;
                 }
-            },
+                self.mark(i);
+            }
             None => {
                 self.push_text(i);
                 self.peers[i].waiting.push_back(k);
@@ -666,6 +938,9 @@ impl Bench {
 
     /// Legacy and plain lines without a receipt for too long are lost.
     fn expire_receipts(&mut self, now: u64) {
+        if self.mode == Mode::Framed {
+            return;
+        }
         let limit = RECEIPT_TIMEOUT.as_nanos() as u64;
         for peer in &mut self.peers {
             while let Some(&k) = peer.waiting.front() {
@@ -678,23 +953,25 @@ impl Bench {
         }
     }
 
-    /// One turn of the loop: wait, read every readable socket, run the timers, send.
+    /// One turn of the loop: wait, read every readable socket, run the timers that are
+    /// due, send what the touched clients have.
     fn turn(
         &mut self,
         events: &mut Events,
         incoming: &mut Datagrams,
         timeout: Option<Duration>,
     ) -> anyhow::Result<()> {
-        let mut timeout = timeout;
-        for peer in &self.peers {
-            if let Some(at) = peer.client.as_ref().and_then(|c| c.poll_timeout()) {
+        let next_timer = self.peers.iter().filter_map(|p| p.timer).min();
+        let timeout = match next_timer {
+            Some(at) => {
                 let left = self
                     .clock
                     .to_std(at)
                     .saturating_duration_since(std::time::Instant::now());
-                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+                Some(timeout.map_or(left, |t| t.min(left)))
             }
-        }
+            None => timeout,
+        };
         match self.poll.poll(events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -707,24 +984,30 @@ impl Bench {
             }
         }
         let now = self.clock.now();
-        for peer in &mut self.peers {
-            if let Some(client) = peer.client.as_mut()
-                && client.poll_timeout().is_some_and(|at| at <= now)
-            {
-                client.handle_timeout(now);
+        if next_timer.is_some_and(|at| at <= now) {
+            for i in 0..self.peers.len() {
+                if self.peers[i].timer.is_some_and(|at| at <= now)
+                    && let Some(client) = self.peers[i].client.as_mut()
+                {
+                    client.on_timer(now);
+                    self.peers[i].timer = client.timer();
+                    self.mark(i);
+                }
             }
         }
-        self.flush_all();
+        self.flush_dirty();
         Ok(())
     }
 
     /// Drains client `i`'s socket.
     fn read(&mut self, i: usize, incoming: &mut Datagrams) {
+        self.mark(i);
         loop {
             match mmsg::recv(&self.peers[i].socket, incoming, None) {
                 Ok(n) => {
                     self.counts.syscalls_in += 1;
                     self.counts.datagrams_in += n as u64;
+                    self.last_datagram = now_ns(self.start);
                     for j in 0..n {
                         let (datagram, _) = incoming.get_mut(j);
                         self.on_datagram(i, datagram);
@@ -744,7 +1027,10 @@ impl Bench {
     fn on_datagram(&mut self, i: usize, datagram: &mut [u8]) {
         let now_core = self.clock.now();
         if let Some(client) = self.peers[i].client.as_mut() {
-            let _ = client.handle_datagram(now_core, datagram);
+            client.receive(now_core, datagram);
+            // As an application should: read what it says at once (a client holds only a
+            // few events; what does not fit is dropped unacknowledged and sent again).
+            self.client_events(i);
             return;
         }
         let text: &[u8] = match (&self.ring, self.mode) {
@@ -762,31 +1048,41 @@ impl Bench {
             || text.starts_with(b"server: message refused")
         {
             let refused = text.starts_with(b"server: message refused");
-            let peer = &mut self.peers[i];
-            if !peer.ready {
-                peer.ready = true;
+            if !self.peers[i].ready {
+                self.peers[i].ready = true;
                 return;
             }
-            if let Some(k) = peer.waiting.pop_front() {
-                if refused {
-                    self.counts.refused += 1;
-                } else {
-                    self.counts.accepted += 1;
-                }
-                let us = now.saturating_sub(peer.sent_at[k as usize]) / 1000;
-                self.receipt_us.push(u32::try_from(us).unwrap_or(u32::MAX));
-                self.last_progress = now;
+            if let Some(k) = self.peers[i].waiting.pop_front() {
+                self.answered(i, k + 1, !refused, now);
             }
             return;
         }
-        self.delivery(text, now);
+        if let Some((c, k)) = parse_payload(text) {
+            self.delivery(c, k, now);
+        }
     }
 
-    /// A benchmark line reached a member.
-    fn delivery(&mut self, text: &[u8], now: u64) {
-        let Some((c, k)) = parse_payload(text) else {
-            return;
-        };
+    /// The server answered client `i`'s line `id` (numbered from 1): taken into the room
+    /// (`accepted`) or refused.
+    fn answered(&mut self, i: usize, id: u64, accepted: bool, now: u64) {
+        if accepted {
+            self.counts.accepted += 1;
+            self.counts.expected += self.fanout_of(i);
+        } else {
+            self.counts.refused += 1;
+        }
+        let at = id
+            .checked_sub(1)
+            .and_then(|k| self.peers[i].sent_at.get(usize::try_from(k).ok()?));
+        if let Some(&at) = at {
+            let us = now.saturating_sub(at) / 1000;
+            self.receipt_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+        }
+        self.last_progress = now;
+    }
+
+    /// Client `c`'s line `k` reached a member.
+    fn delivery(&mut self, c: usize, k: u64, now: u64) {
         let Some(&at) = self
             .peers
             .get(c)
@@ -801,36 +1097,39 @@ impl Bench {
         self.last_progress = now;
     }
 
+    /// What happened to client `i` ([`member`] turns chat_core's events into these).
     fn client_events(&mut self, i: usize) {
         let now = now_ns(self.start);
-        while let Some(event) = self.peers[i].client.as_mut().and_then(|c| c.poll_event()) {
-            match event {
-                ClientEvent::Joined { .. } => self.peers[i].ready = true,
-                ClientEvent::Message { text, .. } => self.delivery(text.as_bytes(), now),
-                ClientEvent::Delivered { id, .. } | ClientEvent::Refused { id, .. } => {
-                    if matches!(event, ClientEvent::Refused { .. }) {
-                        self.counts.refused += 1;
-                    } else {
-                        self.counts.accepted += 1;
+        while let Some(happening) = self.peers[i].client.as_mut().and_then(Member::next) {
+            match happening {
+                Happening::Joined => self.peers[i].ready = true,
+                Happening::Line(Some((c, k))) => self.delivery(c, k, now),
+                Happening::Line(None) => {}
+                Happening::Answered { id, accepted } => self.answered(i, id, accepted, now),
+                Happening::Undelivered => self.counts.unanswered += 1,
+                Happening::Notice(text) => {
+                    if !self.peers[i].ready {
+                        self.join_notice.get_or_insert(text);
                     }
-                    if let Some(&at) = self.peers[i].sent_at.get(id as usize - 1) {
-                        let us = now.saturating_sub(at) / 1000;
-                        self.receipt_us.push(u32::try_from(us).unwrap_or(u32::MAX));
-                    }
-                    self.last_progress = now;
                 }
-                ClientEvent::Closed => self.peers[i].closed = true,
-                _ => {}
+                Happening::Closed => {
+                    if !self.peers[i].ready && !self.peers[i].closed {
+                        self.refused_joins += 1;
+                    }
+                    self.peers[i].closed = true;
+                }
             }
         }
     }
 
-    /// Sends what every client has ready.
-    fn flush_all(&mut self) {
+    /// Sends what the touched clients have ready.
+    fn flush_dirty(&mut self) {
         let now = self.clock.now();
         let chat_len = token_len(32);
-        for i in 0..self.peers.len() {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &i in &dirty {
             let peer = &mut self.peers[i];
+            peer.dirty = false;
             loop {
                 while peer.out_sent < peer.out.len() {
                     match mmsg::send(&peer.socket, &peer.out, peer.out_sent, true) {
@@ -853,7 +1152,7 @@ impl Bench {
                     break;
                 };
                 while !peer.out.is_full() {
-                    match client.poll_transmit(now, peer.out.next_buf()) {
+                    match client.transmit(now, peer.out.next_buf()) {
                         Some(len) => {
                             if len >= chat_len {
                                 self.counts.chat_datagrams += 1;
@@ -867,10 +1166,17 @@ impl Bench {
                     break;
                 }
             }
-            if peer.client.is_some() {
+            if let Some(client) = peer.client.as_ref() {
+                peer.timer = client.timer();
                 self.client_events(i);
             }
         }
+        // Reuse the allocation; peers marked meanwhile (by their events) were pushed on
+        // the fresh vector and stay marked.
+        let mut dirty = dirty;
+        dirty.clear();
+        dirty.append(&mut self.dirty);
+        self.dirty = dirty;
     }
 
     fn show_progress(&mut self, now: u64, last: bool) {
@@ -881,9 +1187,9 @@ impl Bench {
             return;
         }
         self.progress_drawn = now;
-        let expected = (self.messages * self.fanout()).max(1);
+        let expected = (self.messages as f64 * self.mean_fanout()).max(1.0);
         let done =
-            (self.counts.sent + self.counts.delivered) as f64 / (self.messages + expected) as f64;
+            (self.counts.sent + self.counts.delivered) as f64 / (self.messages as f64 + expected);
         let width = 30;
         let filled = ((done * width as f64) as usize).min(width);
         let secs = now.saturating_sub(self.first_send.unwrap_or(now)) as f64 / 1e9;
@@ -903,7 +1209,7 @@ impl Bench {
                 self.counts.sent,
                 self.messages,
                 self.counts.delivered,
-                self.counts.accepted * self.fanout(),
+                self.counts.expected,
                 rate
             ),
         );
@@ -934,9 +1240,16 @@ impl Report {
                 0.0
             }
         };
-        let expected = c.accepted * self.fanout;
+        let expected = c.expected;
         let lost = expected.saturating_sub(c.delivered);
+        let unanswered = c.sent.saturating_sub(c.accepted + c.refused);
         let retransmissions = c.chat_datagrams.saturating_sub(c.sent);
+        let cost = self.cost;
+        let share = |cpu: Option<f64>| cpu.filter(|_| cost.wall_s > 0.0).map(|s| s / cost.wall_s);
+        let cpu_per_delivery_us = cost
+            .server_cpu_s
+            .filter(|_| c.delivered > 0)
+            .map(|s| s * 1e6 / c.delivered as f64);
         let lat = |v: &[u32]| {
             json!({
                 "p50_ms": quantile_ms(v, 0.5),
@@ -950,24 +1263,43 @@ impl Report {
             Mode::Legacy => "legacy",
             Mode::Plain => "plain",
         };
+        let sent_per_s = if self.send_elapsed > 0.0 {
+            c.sent as f64 / self.send_elapsed
+        } else {
+            0.0
+        };
         if args.json {
             let value = json!({
                 "server": server,
                 "mode": mode,
                 "clients": self.clients,
+                "rooms": self.rooms,
+                "joined": self.joined,
                 "messages": self.messages,
                 "size": self.size,
                 "rate": self.rate,
-                "window": args.window,
-                "pipeline": args.pipeline,
+                "window": args.window.unwrap_or(match args.mode {
+                    Mode::Framed => member::MAX_IN_FLIGHT as u16,
+                    Mode::Legacy | Mode::Plain => 8,
+                }),
                 "drain_s": args.drain,
-                "fanout": self.fanout,
+                "time_limit_s": args.time_limit,
+                "settle": !args.no_settle,
+                // Whole when every room has the same size (the usual case).
+                "fanout": if self.fanout.fract() == 0.0 {
+                    json!(self.fanout as u64)
+                } else {
+                    json!(self.fanout)
+                },
                 "elapsed_s": self.elapsed,
                 "send_elapsed_s": self.send_elapsed,
+                "stopped": self.stopped,
+                "error": self.error,
                 "sent": c.sent,
+                "unsent": self.messages - c.sent,
                 "accepted": c.accepted,
                 "refused": c.refused,
-                "unanswered": c.unanswered,
+                "unanswered": unanswered,
                 "delivered": c.delivered,
                 "expected_deliveries": expected,
                 "lost": lost,
@@ -976,44 +1308,58 @@ impl Report {
                 "server_retransmission_rounds": server_stats.map(|s| s.2),
                 "server_relayed": server_stats.map(|s| s.0),
                 "server_deliveries_sent": server_stats.map(|s| s.1),
+            });
+            let more = json!({
                 "accepted_per_s": per_sec(c.accepted),
                 "delivered_per_s": per_sec(c.delivered),
-                "sent_per_s": if self.send_elapsed > 0.0 { c.sent as f64 / self.send_elapsed } else { 0.0 },
+                "sent_per_s": sent_per_s,
+                "measured_s": cost.wall_s,
+                "server_cpu_s": cost.server_cpu_s,
+                "server_cpu_share": share(cost.server_cpu_s),
+                "server_cpu_per_delivery_us": cpu_per_delivery_us,
+                "server_rss_kib": cost.server_memory_kib.map(|m| m.0),
+                "server_hwm_kib": cost.server_memory_kib.map(|m| m.1),
+                "bench_cpu_s": cost.bench_cpu_s,
+                "bench_cpu_share": share(cost.bench_cpu_s),
                 "datagrams_out": c.datagrams_out,
                 "datagrams_in": c.datagrams_in,
                 "datagrams_per_syscall_in": c.datagrams_in as f64 / c.syscalls_in.max(1) as f64,
                 "delivery_latency": lat(&self.delivery_us),
                 "receipt_latency": lat(&self.receipt_us),
             });
+            let mut value = value;
+            if let (Some(value), serde_json::Value::Object(more)) = (value.as_object_mut(), more) {
+                value.extend(more);
+            }
             net::out(&value.to_string());
             return;
+        }
+        if self.error.is_some() {
+            return; // said by the caller, as the error
         }
         let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "host-chat bench: {} {mode} clients, {} messages of {} bytes{}, against {server}",
+            "host-chat bench: {} {mode} clients{}, {} messages of {} bytes{}, against {server}",
             self.clients,
+            if self.rooms > 1 {
+                format!(" in {} rooms", self.rooms)
+            } else {
+                String::new()
+            },
             self.messages,
             self.size,
             self.rate
                 .map(|r| format!(" at {r:.0}/s"))
                 .unwrap_or_default()
         );
-        let rows: Vec<(&str, String)> = vec![
-            ("elapsed", format!("{:.3} s", self.elapsed)),
+        let mut rows: Vec<(&str, String)> = vec![
             (
-                "sent",
-                format!(
-                    "{} ({:.0}/s)",
-                    c.sent,
-                    if self.send_elapsed > 0.0 {
-                        c.sent as f64 / self.send_elapsed
-                    } else {
-                        0.0
-                    }
-                ),
+                "elapsed",
+                format!("{:.3} s ({})", self.elapsed, self.stopped),
             ),
+            ("sent", format!("{} ({sent_per_s:.0}/s)", c.sent)),
             (
                 "accepted",
                 format!(
@@ -1030,7 +1376,7 @@ impl Report {
             (
                 "delivered",
                 format!(
-                    "{} of {} (fan-out {}, {:.0} deliveries/s)",
+                    "{} of {} (fan-out {:.1}, {:.0} deliveries/s)",
                     c.delivered,
                     expected,
                     self.fanout,
@@ -1040,8 +1386,8 @@ impl Report {
             (
                 "lost",
                 format!(
-                    "{lost} deliveries, {} lines unanswered, {} duplicates",
-                    c.unanswered, c.duplicates
+                    "{lost} deliveries, {unanswered} lines unanswered, {} duplicates",
+                    c.duplicates
                 ),
             ),
             (
@@ -1083,134 +1429,34 @@ impl Report {
                 ),
             ),
         ];
+        if let Some(cpu) = cost.server_cpu_s {
+            rows.push((
+                "server cost",
+                format!(
+                    "{} CPU per delivery ({cpu:.2} s CPU, {:.0} % of a core){}",
+                    cpu_per_delivery_us.map_or("-".to_owned(), |us| format!("{us:.2} µs")),
+                    share(Some(cpu)).unwrap_or(0.0) * 100.0,
+                    cost.server_memory_kib
+                        .map(|(rss, hwm)| format!(
+                            ", RSS {:.1} MiB (peak {:.1} MiB)",
+                            rss as f64 / 1024.0,
+                            hwm as f64 / 1024.0
+                        ))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(share) = share(cost.bench_cpu_s) {
+            rows.push((
+                "generator",
+                format!("{:.0} % of a core (this process)", share * 100.0),
+            ));
+        }
         for (name, value) in rows {
             let _ = writeln!(out, "  {name:<18} {value}");
         }
         net::out(out.trim_end());
     }
-}
-
-/// Messages the plain relay keeps for fan-out.
-const PLAIN_SLOTS: usize = 256;
-
-/// `host-chat bench-relay --plain`: what `host-chat server` does for legacy senders
-/// (a receipt to the sender, `legacy-N: text` to every other known address), without
-/// cryptography, on the same event loop and batching ([`net::run`]).
-pub fn run_relay(args: &RelayArgs) -> anyhow::Result<()> {
-    let bind = crate::chat::parse_bind(&args.bind)?;
-    let socket = UdpSocket::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
-    let mut endpoint = Endpoint::new(socket, None).context("cannot set up the event loop")?;
-    let bound = endpoint.local_addr()?;
-    let signals = net::signals(endpoint.waker())?;
-    if args.print_port {
-        net::out(&bound.port().to_string());
-    }
-    net::err(&format!("plain relay (no cryptography) on {bound}"));
-    let mut relay = PlainRelay {
-        members: Vec::with_capacity(256),
-        slots: (0..PLAIN_SLOTS)
-            .map(|_| Vec::with_capacity(MAX_DATAGRAM))
-            .collect(),
-        queue: VecDeque::with_capacity(PLAIN_SLOTS * 256),
-        seq: 0,
-        signals,
-    };
-    let clock = Clock::new();
-    net::run(&mut endpoint, &clock, MAX_DATAGRAM, &mut relay).context("event loop failed")?;
-    Ok(())
-}
-
-#[derive(Debug, Clone, Copy)]
-enum PlainOut {
-    Receipt {
-        to: SocketAddr,
-        seq: u64,
-        members: usize,
-    },
-    Deliver {
-        to: SocketAddr,
-        seq: u64,
-    },
-}
-
-struct PlainRelay {
-    members: Vec<SocketAddr>,
-    slots: Vec<Vec<u8>>,
-    queue: VecDeque<PlainOut>,
-    seq: u64,
-    signals: Receiver<i32>,
-}
-
-impl Machine for PlainRelay {
-    fn handle_datagram(&mut self, _now: Instant, from: SocketAddr, datagram: &mut [u8]) {
-        if datagram.len() > MAX_DATAGRAM || std::str::from_utf8(datagram).is_err() {
-            return;
-        }
-        // A slot still waiting to go out is not overwritten: the line is dropped.
-        if let Some(PlainOut::Deliver { seq, .. } | PlainOut::Receipt { seq, .. }) =
-            self.queue.front()
-            && self.seq + 1 - seq >= PLAIN_SLOTS as u64
-        {
-            return;
-        }
-        let index = match self.members.iter().position(|m| *m == from) {
-            Some(index) => index,
-            None => {
-                self.members.push(from);
-                self.members.len() - 1
-            }
-        };
-        self.seq += 1;
-        let seq = self.seq;
-        let slot = &mut self.slots[(seq % PLAIN_SLOTS as u64) as usize];
-        slot.clear();
-        let _ = write!(ByteWriter(slot), "legacy-{}: ", index + 1);
-        slot.extend_from_slice(datagram);
-        self.queue.push_back(PlainOut::Receipt {
-            to: from,
-            seq,
-            members: self.members.len(),
-        });
-        for &to in &self.members {
-            if to != from {
-                self.queue.push_back(PlainOut::Deliver { to, seq });
-            }
-        }
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) {}
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn poll_transmit(&mut self, _now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
-        match self.queue.pop_front()? {
-            PlainOut::Receipt { to, seq, members } => {
-                let mut cursor = io::Cursor::new(buf);
-                let _ = io::Write::write_fmt(
-                    &mut cursor,
-                    format_args!("server: received as #{seq} for {members} members"),
-                );
-                Some((to, cursor.position() as usize))
-            }
-            PlainOut::Deliver { to, seq } => {
-                let slot = &self.slots[(seq % PLAIN_SLOTS as u64) as usize];
-                let len = slot.len().min(buf.len());
-                buf[..len].copy_from_slice(&slot[..len]);
-                Some((to, len))
-            }
-        }
-    }
-
-    fn app(&mut self, _now: Instant) -> Step {
-        if self.signals.try_recv().is_ok() {
-            return Step::Stop;
-        }
-        Step::Continue(None)
-    }
-
-    fn socket_error(&mut self, _now: Instant, _error: &io::Error) {}
 }
 
 /// `write!` into a byte vector.
@@ -1237,5 +1483,14 @@ mod tests {
         assert_eq!(quantile_ms(&v, 0.99), Some(0.99));
         assert_eq!(quantile_ms(&v, 1.0), Some(1.0));
         assert_eq!(quantile_ms(&[], 0.5), None);
+    }
+
+    #[test]
+    fn rooms_and_fanout() {
+        assert_eq!(room_name(0, 1), "bench");
+        assert_eq!(room_name(7, 1000), "bench-7");
+        assert_eq!(Bench::fanout_in(Mode::Framed, 10), 10);
+        assert_eq!(Bench::fanout_in(Mode::Plain, 10), 9);
+        assert_eq!(Bench::fanout_in(Mode::Legacy, 1), 0);
     }
 }
