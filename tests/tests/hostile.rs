@@ -974,3 +974,56 @@ fn a_member_that_never_acknowledges_is_told_it_missed_messages() {
         );
     }
 }
+
+/// After a member leaves, every datagram it ever sent (its Join, lines, acknowledgements,
+/// pings, member-list request, its Leave), replayed from another port, gets no answer at
+/// all: a departed session's tokens cannot make the server an amplifier or a bouncer.
+#[test]
+fn a_departed_members_datagrams_replayed_get_no_answer() {
+    let _guard = shared();
+    let server = Server::start(&[]);
+    let member = Raw::new(server.addr);
+    let session = 0x0DE9_A47E_D000_0001;
+    let mut sent = vec![member.join(session, "leaver", "lobby")];
+    let mut send = |body: Body<'_>| {
+        let token = seal(K1, &frame(session, body));
+        member.send(&token);
+        sent.push(token);
+    };
+    for msg_id in 1..=3 {
+        send(Body::Chat {
+            msg_id,
+            text: "a line",
+        });
+    }
+    send(Body::Ping { counter: 1 });
+    send(Body::Who {
+        counter: 1,
+        start: 0,
+    });
+    send(Body::Ack {
+        next_seq: 3,
+        selective: 0,
+        presence: 1,
+    });
+    let answered = member.receive_for(Duration::from_millis(500));
+    assert!(!answered.is_empty(), "a live member is answered");
+    send(Body::Leave);
+    let bye = member.receive_for(Duration::from_millis(500));
+    assert!(
+        bye.iter()
+            .filter_map(|d| open(d))
+            .any(|(_, plain)| kind(&plain) == Some(NOTICE)),
+        "the Leave is answered once"
+    );
+    // Right away, from another port.
+    let replayer = Raw::new(server.addr);
+    for _ in 0..3 {
+        for token in &sent {
+            replayer.send(token);
+        }
+    }
+    let got = replayer.receive_for(Duration::from_secs(2));
+    assert!(got.is_empty(), "{} answers to replays", got.len());
+    assert!(member.receive_for(Duration::from_millis(200)).is_empty());
+}
