@@ -699,11 +699,17 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
             let Some(room) = self.rooms.get(r) else {
                 continue;
             };
+            let admit_due = room.admit_tick.is_some_and(|at| at <= now);
             if room.presence_tick.is_some_and(|at| at <= now) {
                 self.presence_tick(now, r);
             }
-            if let Some(at) = self.rooms.get(r).and_then(|room| room.presence_tick) {
-                earliest(at);
+            if admit_due {
+                self.admit(now, r);
+            }
+            if let Some(room) = self.rooms.get(r) {
+                for at in [room.presence_tick, room.admit_tick].into_iter().flatten() {
+                    earliest(at);
+                }
             }
         }
         self.next_timer = next.map(|at| at.max(now + TIMER_GRANULARITY));
