@@ -1,18 +1,27 @@
-//! The chat device application: core's [`Client`] driven over a smoltcp UDP socket.
+//! The chat device application: core's [`Client`] with what a device sends and when
+//! ([`node`]), and its raw-smoltcp driver ([`App`], feature `smoltcp`). The embassy-net
+//! driver is the `firmware-embassy` crate beside this one, over the same [`node`].
 //!
 //! `no_std`, no allocator, no `unsafe`: every buffer is caller-owned ([`Buffers`]:
 //! firmware keeps them in `static`s), the network is any [`smoltcp::phy::Device`], time is
 //! any monotonic millisecond [`Clock`] (it may start at zero: the device has no RTC),
-//! and randomness any [`CryptoRng`]. The device learns the real time from the server's
-//! verified pong (the client starts with an unsynced [`WallClock`]).
+//! and randomness any [`CryptoRng`](rand_core::CryptoRng): the chip's hardware RNG or a
+//! CSPRNG seeded from one. The device learns the real time from the server's verified
+//! pong (the client starts with an unsynced [`WallClock`]).
 //!
 //! ```text
-//!   app.send("21.5 C")?;              // queue a line (at most TEXT_LEN bytes)
-//!   loop {
-//!       app.poll(|event| show(event));  // network in, timers, network out, events
+//!   let node = Node::new(&chat, key, rng, clock(), behaviour, Script::new(&LINES))?;
+//!   let mut app = App::new(node, &net, seed, nic, clock, buffers)?;
+//!   while app.node().finished().is_none() {
+//!       app.poll(&mut out);             // network in, timers, lines, network out, reports
 //!       sleep_until(app.poll_at());     // or until the NIC interrupts
 //!   }
 //! ```
+//!
+//! Features: `smoltcp` ([`App`], [`stub`]), `ethernet` (`App::new_ethernet`), `std` (the
+//! PC side: [`bridge`], `keys`, the `firmware-sim` binary), `tap` (`firmware-sim --tap`).
+//! The embassy driver and the boards use this crate with `default-features = false`:
+//! the [`node`] only, no smoltcp of this version.
 //!
 //! # Sizes, for a small MCU
 //!
@@ -37,16 +46,25 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "smoltcp")]
 pub mod app;
+pub mod config;
+pub mod node;
+#[cfg(feature = "smoltcp")]
 pub mod stub;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", feature = "smoltcp"))]
 pub mod bridge;
 #[cfg(feature = "std")]
 pub mod keys;
 
-pub use app::{App, Buffers, Clock, DeviceClient, Error, Metadata, NetConfig, Payload, Stats};
+#[cfg(feature = "smoltcp")]
+pub use app::{App, Buffers, Clock, Metadata, NetConfig, Payload};
 pub use chat_core;
+pub use node::{
+    Behaviour, DeviceClient, Error, Event, Finish, Lines, Node, Output, Report, Script, Stats, What,
+};
+#[cfg(feature = "smoltcp")]
 pub use smoltcp;
 
 use chat_core::session::{DEFAULT_MAX_DATAGRAM, max_text_len};

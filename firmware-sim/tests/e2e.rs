@@ -8,7 +8,10 @@ use chat_core::session::{Client, ClientConfig, ClientEvent, ClientState, Relay, 
 use chat_core::time::{Instant, WallClock};
 use firmware_sim::bridge::UdpBridge;
 use firmware_sim::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
-use firmware_sim::{App, Buffers, Metadata, NetConfig, Payload, TEXT_LEN};
+use firmware_sim::{
+    App, Behaviour, Buffers, Metadata, NetConfig, Node, Output, Payload, Report, Script, TEXT_LEN,
+    What,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
@@ -172,6 +175,25 @@ fn seqs<const N: usize>(events: &[ClientEvent<N>]) -> Vec<u64> {
         .collect()
 }
 
+/// What the device reported.
+#[derive(Default)]
+struct Seen {
+    /// Chat events, with the device clock when they came.
+    events: Vec<(u64, ClientEvent<TEXT_LEN>)>,
+    /// Lines handed to the client: (id, text).
+    sent: Vec<(u32, String)>,
+}
+
+impl Output for Seen {
+    fn report(&mut self, report: &Report<'_>) {
+        match report.what {
+            What::Event(event) => self.events.push((report.device_ms, event.clone())),
+            What::Sent { id, text } => self.sent.push((id, text.to_owned())),
+            other => panic!("unexpected report {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn device_app_over_the_bridge_joins_sends_and_receives() {
     let server = Server::start(KEY);
@@ -191,11 +213,20 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
     let clock = move || boot.elapsed().as_millis() as u64;
     let mut metadata = Metadata::new();
     let mut payload = Payload::new();
-    let mut app = App::new(
+    let script = ["temp 21.5 C"];
+    let node = Node::new(
         &ClientConfig::new("sensor", "lobby"),
-        &net,
         Key::from_base64(KEY).unwrap(),
         StdRng::seed_from_u64(1),
+        clock(),
+        Behaviour::default(),
+        Script::new(&script),
+    )
+    .unwrap();
+    let mut app = App::new(
+        node,
+        &net,
+        1,
         bridge,
         clock,
         Buffers {
@@ -204,11 +235,10 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
         },
     )
     .unwrap();
-    assert_eq!(app.state(), ClientState::SyncingClock);
-    assert!(app.now().millis() < 1000, "the device clock starts at zero");
-    let reading = app.send("temp 21.5 C").unwrap();
+    assert_eq!(app.node().state(), ClientState::SyncingClock);
+    assert!(app.now() < 1000, "the device clock starts at zero");
 
-    let mut events: Vec<(u64, ClientEvent<TEXT_LEN>)> = Vec::new();
+    let mut out = Seen::default();
     let mut said_hello = false;
     let done = |events: &[(u64, ClientEvent<TEXT_LEN>)], peer: &Peer| {
         let device: Vec<_> = events.iter().map(|(_, e)| e.clone()).collect();
@@ -217,23 +247,26 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
             .any(|(_, line)| line == "alice: hello device")
             && device
                 .iter()
-                .any(|e| matches!(e, ClientEvent::Delivered { id, .. } if *id == reading))
+                .any(|e| matches!(e, ClientEvent::Delivered { id: 1, .. }))
             && peer
                 .lines()
                 .iter()
                 .any(|(_, line)| line == "sensor: temp 21.5 C")
     };
-    while boot.elapsed() < DEADLINE && !done(&events, &peer) {
-        let now = app.now().millis();
-        app.poll(|event| events.push((now, event)));
+    loop {
+        app.poll(&mut out);
+        if boot.elapsed() >= DEADLINE || done(&out.events, &peer) {
+            break;
+        }
         peer.step();
         if !said_hello
-            && app.state() == ClientState::Joined
+            && app.node().state() == ClientState::Joined
             && peer.client.state() == ClientState::Joined
         {
             peer.client.send("hello device").unwrap();
             said_hello = true;
         }
+        let now = app.now();
         let wake = app.poll_at().unwrap_or(now + 10).min(now + 10);
         app.device_mut()
             .wait(Duration::from_millis(wake.saturating_sub(now)))
@@ -242,11 +275,11 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
     // A little longer, to catch any duplicate.
     let settle = std::time::Instant::now();
     while settle.elapsed() < Duration::from_millis(700) {
-        let now = app.now().millis();
-        app.poll(|event| events.push((now, event)));
+        app.poll(&mut out);
         peer.step();
         app.device_mut().wait(Duration::from_millis(10)).unwrap();
     }
+    let Seen { events, sent } = out;
     assert!(
         done(&events, &peer),
         "device events: {events:#?}\npeer: {:#?}",
@@ -272,7 +305,7 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
         .position(|e| matches!(e, ClientEvent::Joined { .. }));
     assert!(clock_first < joined, "{device:#?}");
     let now = app.now();
-    let device_unix = app.client().clock().unix_secs(now).unwrap();
+    let device_unix = app.node().unix_secs(now).unwrap();
     assert!(
         device_unix.abs_diff(unix_millis() / 1000) <= 2,
         "device time {device_unix}"
@@ -300,7 +333,8 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
     );
     let peer_seqs = seqs(&peer.events);
     assert!(peer_seqs.windows(2).all(|w| w[0] < w[1]), "{peer_seqs:?}");
-    assert_eq!(app.stats().send_failed, 0);
+    assert_eq!(sent, [(1, "temp 21.5 C".to_owned())]);
+    assert_eq!(app.node().stats().send_failed, 0);
     assert_eq!(app.device().stats().dropped_out, 0);
 }
 

@@ -5,16 +5,17 @@
 
 use anyhow::{Context, bail};
 use chat_core::fernet::Key;
-use chat_core::session::{ClientConfig, ClientEvent, ClientState, JsonStr, SendError};
+use chat_core::session::{ClientConfig, ClientEvent, JsonStr};
 use clap::Parser;
 use firmware_sim::bridge::UdpBridge;
 use firmware_sim::smoltcp::phy::Device;
 use firmware_sim::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
-use firmware_sim::{App, Buffers, Metadata, NetConfig, Payload, TEXT_LEN, keys};
-use rand::SeedableRng;
+use firmware_sim::{
+    App, Behaviour, Buffers, Event, Lines, Metadata, NetConfig, Node, Output, Payload, Report,
+    What, keys,
+};
 use rand::rngs::{StdRng, SysRng};
-use serde_json::json;
-use std::collections::VecDeque;
+use rand::{Rng, SeedableRng};
 use std::io::{self, BufRead, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -82,13 +83,11 @@ struct Cli {
     device_ip: String,
 }
 
-/// A periodic reading.
+/// A periodic reading: its period in milliseconds and its template.
 #[derive(Debug)]
 struct Every {
     period_ms: u64,
     text: String,
-    next_at: u64,
-    count: u64,
 }
 
 /// A device that can block until a packet arrives or the time is up.
@@ -136,8 +135,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Some(Every {
                 period_ms: (seconds * 1000.0) as u64,
                 text: text.clone(),
-                next_at: 0,
-                count: 0,
             })
         }
         None => None,
@@ -202,31 +199,72 @@ fn run_tap(_: &Cli, _: &str, _: SocketAddr, _: Key, _: Option<Every>) -> anyhow:
     bail!("--tap: this build has no TUN support (build with `--features tap`, Linux only)")
 }
 
-/// Lines of standard input, read on their own thread; the channel closes at the end.
-fn stdin_lines() -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+/// Lines of standard input, read on their own thread and handed to the node as it can
+/// take them (empty lines skipped); finished at the end of input.
+#[derive(Debug)]
+struct StdinLines {
+    lines: Receiver<String>,
+    front: Option<String>,
+    eof: bool,
+}
+
+impl StdinLines {
+    fn spawn() -> Self {
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            lines,
+            front: None,
+            eof: false,
+        }
+    }
+}
+
+impl Lines for StdinLines {
+    fn peek(&mut self) -> Option<&str> {
+        while self.front.is_none() && !self.eof {
+            match self.lines.try_recv() {
+                Ok(line) => {
+                    let line = line.trim_end_matches('\r');
+                    if !line.is_empty() {
+                        self.front = Some(line.to_owned());
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.eof = true,
             }
         }
-    });
-    rx
+        self.front.as_deref()
+    }
+
+    fn take(&mut self) {
+        self.front = None;
+    }
+
+    fn is_finished(&self) -> bool {
+        self.eof && self.front.is_none()
+    }
 }
 
 fn drive<D: Device + Wait>(
     cli: &Cli,
     key: Key,
-    mut every: Option<Every>,
+    every: Option<Every>,
     device: D,
     net: &NetConfig,
 ) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     // The device's monotonic clock: zero at "reset", as on a board without an RTC.
     let clock = move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let rng = StdRng::try_from_rng(&mut SysRng).context("cannot get randomness from the OS")?;
+    let mut rng = StdRng::try_from_rng(&mut SysRng).context("cannot get randomness from the OS")?;
+    let seed = rng.next_u64();
     let mut metadata = Metadata::new();
     let mut payload = Box::new(Payload::new());
     let buffers = Buffers {
@@ -234,105 +272,43 @@ fn drive<D: Device + Wait>(
         payload: &mut payload,
     };
     let chat = ClientConfig::new(&cli.nick, &cli.room);
-    let mut app = App::new(&chat, net, key, rng, device, clock, buffers)
+    // At the end of input (without --every) the device leaves once every line is taken.
+    let behaviour = Behaviour {
+        every: every.as_ref().map(|e| (e.period_ms, e.text.as_str())),
+        leave_when_done: true,
+        ..Behaviour::default()
+    };
+    let node = Node::new(&chat, key, rng, clock(), behaviour, StdinLines::spawn())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut out = Output {
+    let mut app =
+        App::new(node, net, seed, device, clock, buffers).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Printer {
         json: cli.json,
         server: cli.server.clone(),
-        nick: cli.nick.clone(),
-        room: cli.room.clone(),
-        device_ms: 0,
     };
 
-    let lines = stdin_lines();
-    let mut pending: VecDeque<String> = VecDeque::new();
-    let mut eof = false;
     loop {
-        loop {
-            match lines.try_recv() {
-                Ok(line) => {
-                    let line = line.trim_end_matches('\r');
-                    if !line.is_empty() {
-                        pending.push_back(line.to_owned());
-                    }
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    eof = true;
-                    break;
-                }
-            }
-        }
-        let now = app.now().millis();
-        if let Some(every) = every.as_mut().filter(|e| e.next_at <= now) {
-            every.count += 1;
-            pending.push_back(
-                every
-                    .text
-                    .replace("{n}", &every.count.to_string())
-                    .replace("{uptime}", &(now / 1000).to_string()),
-            );
-            every.next_at = every.next_at.saturating_add(every.period_ms).max(now);
-        }
-        while let Some(line) = pending.front() {
-            match app.send(line) {
-                Ok(id) => {
-                    out.sent(id, line);
-                    pending.pop_front();
-                }
-                Err(SendError::QueueFull) => break,
-                Err(e @ SendError::TooLong { .. }) => {
-                    out.error(&format!("not sent: {e}"));
-                    pending.pop_front();
-                }
-                Err(SendError::Closed) => {
-                    pending.clear();
-                    break;
-                }
-            }
-        }
-
-        out.device_ms = now;
-        app.poll(|event| out.event(event));
-
-        let state = app.state();
-        if state == ClientState::Closed {
+        app.poll(&mut out);
+        if app.node().finished().is_some() {
             return Ok(());
         }
-        if eof
-            && every.is_none()
-            && pending.is_empty()
-            && app.client().unacknowledged() == 0
-            && state == ClientState::Joined
-        {
-            app.leave();
-            continue;
-        }
-
-        let now = app.now().millis();
+        let now = app.now();
         // Standard input is looked at every 50 ms at least.
-        let mut wake = now.saturating_add(50);
-        if let Some(at) = app.poll_at() {
-            wake = wake.min(at);
-        }
-        if let Some(every) = &every {
-            wake = wake.min(every.next_at);
-        }
+        let wake = app
+            .poll_at()
+            .unwrap_or(u64::MAX)
+            .min(now.saturating_add(50));
         app.device_mut()
             .wait_for(Duration::from_millis(wake.saturating_sub(now)))
             .context("network")?;
     }
 }
 
-/// Prints events, as text or JSON lines.
+/// Prints the node's reports, as JSON lines or text.
 #[derive(Debug)]
-struct Output {
+struct Printer {
     json: bool,
     server: String,
-    nick: String,
-    room: String,
-    /// The device clock at the current poll.
-    device_ms: u64,
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time.
@@ -341,48 +317,34 @@ fn clock_time(unix: u64) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-impl Output {
-    fn print(&self, value: serde_json::Value) {
-        println!("{value}");
-    }
-
-    fn sent(&self, id: u32, text: &str) {
+impl Output for Printer {
+    fn report(&mut self, report: &Report<'_>) {
+        let no_answer = || {
+            format!(
+                "no answer from {} within 3 s: is `host-chat server` running there, with the same key?",
+                self.server
+            )
+        };
         if self.json {
-            self.print(json!({"event": "sent", "id": id, "text": text}));
-        }
-    }
-
-    fn error(&self, message: &str) {
-        if self.json {
-            self.print(json!({"event": "error", "message": message}));
-        } else {
-            eprintln!("{message}");
-        }
-    }
-
-    fn event(&mut self, event: ClientEvent<TEXT_LEN>) {
-        let no_answer = format!(
-            "no answer from {} within 3 s: is `host-chat server` running there, with the same key?",
-            self.server
-        );
-        if self.json {
-            // The shape every driver shares (chat_core), plus what only this one knows.
-            let extra = match &event {
-                ClientEvent::Joined { .. } => format!(
-                    r#","nick":{},"room":{}"#,
-                    JsonStr(&self.nick),
-                    JsonStr(&self.room)
-                ),
-                ClientEvent::NoAnswer { .. } => {
-                    eprintln!("{no_answer}");
-                    format!(r#","server":{}"#, JsonStr(&self.server))
-                }
-                ClientEvent::ClockSynced { .. } => format!(r#","device_ms":{}"#, self.device_ms),
-                _ => String::new(),
-            };
-            println!("{{{}{extra}}}", event.json_fields());
+            // The shape every driver shares (firmware_sim::Report), plus the server.
+            if let Some(ClientEvent::NoAnswer { .. }) = report.event() {
+                eprintln!("{}", no_answer());
+                println!(
+                    "{{{},\"server\":{}}}",
+                    report.json_fields(),
+                    JsonStr(&self.server)
+                );
+            } else {
+                println!("{}", report.json());
+            }
+            let _ = io::stdout().flush();
             return;
         }
+        let event: &Event = match report.what {
+            What::Event(event) => event,
+            What::NotSent { error, .. } => return eprintln!("not sent: {error}"),
+            What::Sent { .. } | What::Finished(_) => return,
+        };
         match event {
             ClientEvent::Message {
                 nick,
@@ -390,19 +352,19 @@ impl Output {
                 notice: false,
                 timestamp,
                 ..
-            } => println!("[{}] {nick}: {text}", clock_time(timestamp)),
+            } => println!("[{}] {nick}: {text}", clock_time(*timestamp)),
             ClientEvent::Message {
                 nick,
                 text,
                 timestamp,
                 ..
-            } => println!("[{}] * {nick} {text}", clock_time(timestamp)),
+            } => println!("[{}] * {nick} {text}", clock_time(*timestamp)),
             ClientEvent::Joined { members, rejoined } => eprintln!(
                 "{} #{} as {} ({members} member{})",
-                if rejoined { "rejoined" } else { "joined" },
-                self.room,
-                self.nick,
-                if members == 1 { "" } else { "s" }
+                if *rejoined { "rejoined" } else { "joined" },
+                report.room,
+                report.nick,
+                if *members == 1 { "" } else { "s" }
             ),
             ClientEvent::Delivered { .. } => {}
             ClientEvent::Refused { id } => eprintln!("the server refused line {id}"),
@@ -411,8 +373,7 @@ impl Output {
             ClientEvent::Missed { from, to } => {
                 eprintln!("missed {} message(s) ({from}..{to})", to - from)
             }
-            ClientEvent::Members { total, names } => eprintln!("{total} member(s): {names}"),
-            ClientEvent::NoAnswer { .. } => eprintln!("{no_answer}"),
+            ClientEvent::NoAnswer { .. } => eprintln!("{}", no_answer()),
             ClientEvent::ServerLost { silent_for } => eprintln!(
                 "nothing heard from {} for {} s",
                 self.server,
@@ -422,10 +383,12 @@ impl Output {
             ClientEvent::Rejoining => eprintln!("the server lost our session: joining again"),
             ClientEvent::ClockSynced { unix_secs } => eprintln!(
                 "clock set from the server: {} UTC (device clock at {} ms)",
-                clock_time(unix_secs),
-                self.device_ms
+                clock_time(*unix_secs),
+                report.device_ms
             ),
             ClientEvent::Closed => eprintln!("left"),
+            // Anything else (member lists, ...) as its JSON members.
+            other => eprintln!("{}", other.json_fields()),
         }
         let _ = io::stdout().flush();
     }
