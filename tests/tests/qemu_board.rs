@@ -8,8 +8,9 @@
 //! `thumbv7m-none-eabi` Rust target (`rustup target add thumbv7m-none-eabi`): without
 //! them the test is ignored (see `tests/build.rs`), except on CI, where it runs and fails.
 //!
-//! The image is built once (release, into `<target dir>/firmware-image`); the port and
-//! a fresh key reach it on QEMU's semihosting command line (`-append`).
+//! The image is built once (release, into `<target dir>/firmware-image`); the port, a
+//! fresh key and a 256-bit seed for its CSPRNG (QEMU's boards have no TRNG) reach it on
+//! QEMU's semihosting command line (`-append`).
 
 use chat_core::fernet::{KEY_TEXT_LEN, Key};
 use e2e_tests::{ChatServer, Running, host_chat, run, workspace_root};
@@ -82,10 +83,11 @@ fn server(key: &str) -> (Running, u16) {
 
 /// QEMU running the image: its stdout is the firmware's semihosting output.
 fn board(image: &PathBuf, port: u16, key: &str) -> Running {
-    let append = format!(
-        "port={port} key={key} seed={} secs=60",
-        rand::random::<u64>()
-    );
+    let seed: String = rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let append = format!("port={port} key={key} seed={seed} secs=60");
     let mut cmd = Command::new("qemu-system-arm");
     cmd.args(["-machine", "mps2-an385", "-nographic"])
         .args(["-nic", "user,model=lan9118"])
@@ -178,7 +180,8 @@ fn emulated_board_chats_over_its_lan9118_through_qemu_user_networking() {
     // "/exit" (typed `//exit`: `/exit` alone is the client's own command) ends QEMU.
     ann.send_line("//exit");
     let exit = wait(&mut board, &mut seen, |v| v["event"] == "exit");
-    assert_eq!(exit["reason"], "/exit", "{exit}");
+    assert_eq!(exit["reason"], "asked", "{exit}");
+    assert!(exit["stack_used"].as_u64().is_some(), "{exit}");
     let status = board.wait_exit(QUICK).expect("QEMU exits after /exit");
     assert!(status.success(), "{status}\n{}", board.report());
     assert!(!board.is_running());
