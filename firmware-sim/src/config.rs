@@ -197,7 +197,10 @@ mod tests {
     fn an_erased_sector_is_not_provisioned() {
         assert_eq!(block(&[0xFF; 64]), Err(BlockError::NotProvisioned));
         assert_eq!(block(b"key=x\n"), Err(BlockError::NotProvisioned));
-        assert_eq!(block(b"host-chat-device v1\n\xC3"), Err(BlockError::NotText));
+        assert_eq!(
+            block(b"host-chat-device v1\n\xC3"),
+            Err(BlockError::NotText)
+        );
         assert_eq!(hex32("zz"), None);
         assert_eq!(hex32(&"g".repeat(64)), None);
     }

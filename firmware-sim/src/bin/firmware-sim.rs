@@ -101,10 +101,10 @@ impl Wait for UdpBridge {
     }
 }
 
-#[cfg(feature = "tap")]
+#[cfg(all(feature = "tap", target_os = "linux"))]
 use firmware_sim::smoltcp::phy::{Medium, TunTapInterface, wait as wait_fd};
 
-#[cfg(feature = "tap")]
+#[cfg(all(feature = "tap", target_os = "linux"))]
 impl Wait for TunTapInterface {
     fn wait_for(&mut self, timeout: Duration) -> io::Result<()> {
         use std::os::fd::AsRawFd;
@@ -162,7 +162,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     drive(cli, key, every, bridge, &net)
 }
 
-#[cfg(feature = "tap")]
+#[cfg(all(feature = "tap", target_os = "linux"))]
 fn run_tap(
     cli: &Cli,
     iface: &str,
@@ -194,9 +194,9 @@ fn run_tap(
     drive(cli, key, every, device, &net)
 }
 
-#[cfg(not(feature = "tap"))]
+#[cfg(not(all(feature = "tap", target_os = "linux")))]
 fn run_tap(_: &Cli, _: &str, _: SocketAddr, _: Key, _: Option<Every>) -> anyhow::Result<()> {
-    bail!("--tap: this build has no TUN support (build with `--features tap`, Linux only)")
+    bail!("--tap: this build has no TUN support (Linux only, feature `tap`)")
 }
 
 /// Lines of standard input, read on their own thread and handed to the node as it can
