@@ -33,6 +33,8 @@ use rand_core::CryptoRng;
 
 pub use firmware_sim;
 
+pub mod board;
+
 /// The UDP socket's rings and the scratch buffer where a datagram is opened in place or
 /// sealed: about 3.1 KiB, sized as for the raw-smoltcp driver (see `firmware_sim`'s
 /// crate docs). `const`, so firmware can keep it in a `static` (a `StaticCell`).
