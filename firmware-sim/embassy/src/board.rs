@@ -21,6 +21,40 @@ pub const DEV_CONFIG_VAR: &str = "HOST_CHAT_DEVICE_CONFIG";
 /// How long the device waits before its next session when one ends.
 pub const RETRY: Duration = Duration::from_secs(10);
 
+/// What every board does: a reading of its uptime every minute, and a session ends
+/// when a room member sends `/exit` (the next starts [`RETRY`] later).
+pub const BEHAVIOUR: Behaviour<'static> = Behaviour {
+    every: Some((60_000, "uptime {uptime} s (reading {n})")),
+    leave_when_done: false,
+    exit_line: Some("/exit"),
+    run_for_ms: None,
+};
+
+/// `{"event":"error","message":...}`: the message formatted into a fixed buffer (no
+/// allocator; cut at 160 bytes, the start says the most), as a JSON line's text.
+pub fn error_json(message: fmt::Arguments<'_>) -> ErrorJson {
+    let mut text = heapless::String::new();
+    let _ = fmt::Write::write_fmt(&mut text, message);
+    ErrorJson(text)
+}
+
+/// See [`error_json`].
+#[derive(Clone, Debug)]
+pub struct ErrorJson(heapless::String<160>);
+
+impl fmt::Display for ErrorJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, r#"{{"event":"error","message":{}}}"#, JsonStr(&self.0))
+    }
+}
+
+/// Parks the board for good (after it said why: it needs provisioning or a fix).
+pub async fn park() -> ! {
+    loop {
+        Timer::after(Duration::from_secs(3600)).await;
+    }
+}
+
 /// Where the settings came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {

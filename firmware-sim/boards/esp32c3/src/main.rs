@@ -10,17 +10,15 @@
 //! - Randomness: the chip's hardware RNG (see [`hardware_rng`]).
 //! - Output: one JSON object per line on the USB serial port (`espflash monitor`).
 //!
-//! It sends "hello from an ESP32-C3" once joined and its uptime every minute; when a
-//! session ends (a room member sends `/exit`, the server refuses it), it starts another
-//! 10 s later.
+//! It sends "hello from an ESP32-C3", then behaves as every board does
+//! (`firmware_embassy::board::BEHAVIOUR`): its uptime every minute; when a session ends
+//! (a room member sends `/exit`, the server refuses it), another 10 s later.
 
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-use chat_core::session::JsonStr;
-use core::fmt::Write as _;
 use embassy_executor::Spawner;
 use embassy_net::{Runner, StackResources};
 use embassy_time::Timer;
@@ -36,7 +34,7 @@ use esp_radio::wifi::{Config, ControllerConfig, Interface, WifiController};
 use esp_storage::FlashStorage;
 use firmware_embassy::Buffers;
 use firmware_embassy::board::{self, DEV_CONFIG_VAR, Device};
-use firmware_sim::{Behaviour, Report, Script};
+use firmware_sim::{Report, Script};
 use rand_core::Rng as _;
 use static_cell::StaticCell;
 
@@ -48,11 +46,8 @@ const BOARD: &str = "esp32c3";
 const CONFIG_OFFSET: u32 = 0x3F_0000;
 /// Bytes of the config block read: far more than any config needs.
 const CONFIG_READ: usize = 512;
-/// What the device says.
+/// What the device says first, each session.
 const LINES: [&str; 1] = ["hello from an ESP32-C3"];
-const READING: (u64, &str) = (60_000, "uptime {uptime} s (reading {n})");
-/// A room member's line that ends a session.
-const EXIT_LINE: &str = "/exit";
 
 /// The device's reports, as JSON lines on the serial port.
 fn print(report: &Report<'_>) {
@@ -61,13 +56,8 @@ fn print(report: &Report<'_>) {
 
 /// Stops for good, after saying why: the board needs provisioning or a fix.
 async fn halt(message: core::fmt::Arguments<'_>) -> ! {
-    // Cut to what fits: the start of a message says the most.
-    let mut text = heapless::String::<160>::new();
-    let _ = text.write_fmt(message);
-    esp_println::println!(r#"{{"event":"error","message":{}}}"#, JsonStr(&text));
-    loop {
-        Timer::after_secs(3600).await;
-    }
+    esp_println::println!("{}", board::error_json(message));
+    board::park().await
 }
 
 /// The chip's RNG as a cryptographic RNG. The ESP32-C3's RNG peripheral is a true
@@ -150,30 +140,20 @@ async fn main(spawner: Spawner) -> ! {
         RESOURCES.init(StackResources::new()),
         rng.next_u64(),
     );
-    spawner.spawn(wifi_task(controller).unwrap_or_else(|_| unreachable_task()));
-    spawner.spawn(net_task(runner).unwrap_or_else(|_| unreachable_task()));
+    spawner.spawn(wifi_task(controller).expect("spawned once"));
+    spawner.spawn(net_task(runner).expect("spawned once"));
     stack.wait_config_up().await;
     esp_println::println!("{}", board::boot_json(BOARD, &device, stack));
 
     static BUFFERS: StaticCell<Buffers> = StaticCell::new();
-    let behaviour = Behaviour {
-        every: Some(READING),
-        exit_line: Some(EXIT_LINE),
-        ..Behaviour::default()
-    };
     let session = move || (rng.clone(), Script::new(&LINES));
     board::serve(
         stack,
         &device,
-        behaviour,
+        board::BEHAVIOUR,
         session,
         BUFFERS.init(Buffers::new()),
         &mut print,
     )
     .await
-}
-
-/// Each task is spawned once: its pool always has room.
-fn unreachable_task() -> ! {
-    panic!("task spawned twice")
 }

@@ -11,15 +11,13 @@
 //! - Randomness: see [`rosc_seed`]. The RP2040 has no TRNG.
 //! - Output: one JSON object per line over RTT (`probe-rs run` shows it).
 //!
-//! It sends "hello from a W5500-EVB-Pico" once joined and its uptime every minute;
-//! when a session ends (a room member sends `/exit`, the server refuses it), it starts
-//! another 10 s later.
+//! It sends "hello from a W5500-EVB-Pico", then behaves as every board does
+//! (`firmware_embassy::board::BEHAVIOUR`): its uptime every minute; when a session ends
+//! (a room member sends `/exit`, the server refuses it), another 10 s later.
 
 #![no_std]
 #![no_main]
 
-use chat_core::session::JsonStr;
-use core::fmt::Write as _;
 use core::panic::PanicInfo;
 use embassy_executor::Spawner;
 use embassy_net::StackResources;
@@ -32,11 +30,11 @@ use embassy_rp::flash::{Blocking, Flash};
 use embassy_rp::gpio::{Input, Level, Output, Pull};
 use embassy_rp::peripherals::{DMA_CH0, DMA_CH1, SPI0};
 use embassy_rp::spi::{Async, Config as SpiConfig, Spi};
-use embassy_time::{Delay, Instant, Timer};
+use embassy_time::{Delay, Instant};
 use embedded_hal_bus::spi::ExclusiveDevice;
 use firmware_embassy::Buffers;
 use firmware_embassy::board::{self, DEV_CONFIG_VAR, Device};
-use firmware_sim::{Behaviour, Report, Script};
+use firmware_sim::{Report, Script};
 use rand_core::{Rng as _, SeedableRng as _};
 use sha2::{Digest, Sha256};
 use static_cell::StaticCell;
@@ -49,11 +47,8 @@ const FLASH_SIZE: usize = 2 * 1024 * 1024;
 const CONFIG_OFFSET: u32 = (FLASH_SIZE - 4096) as u32;
 /// Bytes of the config block read: far more than any config needs.
 const CONFIG_READ: usize = 512;
-/// What the device says.
+/// What the device says first, each session.
 const LINES: [&str; 1] = ["hello from a W5500-EVB-Pico"];
-const READING: (u64, &str) = (60_000, "uptime {uptime} s (reading {n})");
-/// A room member's line that ends a session.
-const EXIT_LINE: &str = "/exit";
 /// ROSC samples hashed into the 256-bit seed: 16 per seed bit.
 const ROSC_SAMPLE_BYTES: usize = 512;
 
@@ -76,16 +71,8 @@ fn print(report: &Report<'_>) {
 
 /// Stops for good, after saying why: the board needs provisioning or a fix.
 async fn halt(message: core::fmt::Arguments<'_>) -> ! {
-    // Cut to what fits (no allocator): the start of a message says the most.
-    let mut text = heapless::String::<160>::new();
-    let _ = text.write_fmt(message);
-    say(format_args!(
-        r#"{{"event":"error","message":{}}}"#,
-        JsonStr(&text)
-    ));
-    loop {
-        Timer::after_secs(3600).await;
-    }
+    say(format_args!("{}", board::error_json(message)));
+    board::park().await
 }
 
 /// The CSPRNG's seed. The RP2040 has no TRNG: its only physical entropy source is the
@@ -160,7 +147,7 @@ async fn main(spawner: Spawner) {
     let Ok((nic, runner)) = embassy_net_wiznet::new(mac, state, spi, interrupt, reset).await else {
         halt(format_args!("no W5500 on SPI0")).await
     };
-    spawner.spawn(ethernet_task(runner).unwrap_or_else(|_| unreachable_task()));
+    spawner.spawn(ethernet_task(runner).expect("spawned once"));
 
     static RESOURCES: StaticCell<StackResources<2>> = StaticCell::new();
     let (stack, runner) = embassy_net::new(
@@ -169,31 +156,21 @@ async fn main(spawner: Spawner) {
         RESOURCES.init(StackResources::new()),
         master.next_u64(),
     );
-    spawner.spawn(net_task(runner).unwrap_or_else(|_| unreachable_task()));
+    spawner.spawn(net_task(runner).expect("spawned once"));
     stack.wait_config_up().await;
     say(format_args!("{}", board::boot_json(BOARD, &device, stack)));
 
     static BUFFERS: StaticCell<Buffers> = StaticCell::new();
-    let behaviour = Behaviour {
-        every: Some(READING),
-        exit_line: Some(EXIT_LINE),
-        ..Behaviour::default()
-    };
     let session = || (Csprng::from_rng(&mut master), Script::new(&LINES));
     board::serve(
         stack,
         &device,
-        behaviour,
+        board::BEHAVIOUR,
         session,
         BUFFERS.init(Buffers::new()),
         &mut print,
     )
     .await
-}
-
-/// Each task is spawned once: its pool always has room.
-fn unreachable_task() -> ! {
-    panic!("task spawned twice")
 }
 
 #[panic_handler]
