@@ -379,10 +379,8 @@ pub fn local_port(port: u16, seed: u64) -> u16 {
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
-    use crate::node::{Behaviour, DeviceClient};
+    use crate::node::DeviceClient;
     use crate::stub::StubDevice;
-    use chat_core::fernet::Key;
-    use chat_core::session::ClientConfig;
 
     /// A do-nothing RNG, for sizes only.
     struct NoRng;
@@ -405,6 +403,9 @@ mod tests {
     #[cfg(feature = "ethernet")]
     #[test]
     fn medium_mismatch_is_an_error() {
+        use crate::node::Behaviour;
+        use chat_core::fernet::Key;
+        use chat_core::session::ClientConfig;
         use smoltcp::wire::{EthernetAddress, IpAddress};
         let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
         let mut metadata = Metadata::new();

@@ -33,8 +33,17 @@ pub const BEHAVIOUR: Behaviour<'static> = Behaviour {
 /// `{"event":"error","message":...}`: the message formatted into a fixed buffer (no
 /// allocator; cut at 160 bytes, the start says the most), as a JSON line's text.
 pub fn error_json(message: fmt::Arguments<'_>) -> ErrorJson {
+    /// Takes characters until the buffer is full.
+    struct Cut<'s>(&'s mut heapless::String<160>);
+    impl fmt::Write for Cut<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            s.chars()
+                .try_for_each(|c| self.0.push(c))
+                .map_err(|_| fmt::Error)
+        }
+    }
     let mut text = heapless::String::new();
-    let _ = fmt::Write::write_fmt(&mut text, message);
+    let _ = fmt::Write::write_fmt(&mut Cut(&mut text), message);
     ErrorJson(text)
 }
 
@@ -242,5 +251,77 @@ pub async fn serve<R: CryptoRng, L: Lines>(
             let _ = run(stack, &mut node, device.server, 0, buffers, out).await;
         }
         Timer::after(RETRY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[allow(unused_extern_crates)]
+    extern crate std;
+    use super::*;
+    use std::format;
+    use std::string::ToString;
+
+    const KEY: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+
+    fn block(text: &str) -> [u8; 256] {
+        let mut flash = [0xFF; 256];
+        flash[..text.len()].copy_from_slice(text.as_bytes());
+        flash
+    }
+
+    #[test]
+    fn the_flash_block_wins_over_the_development_config() {
+        let flash = block("host-chat-device v1\nkey=K\nnick=from-flash\n");
+        let (read, source) = settings(&flash, Some("nick=from-dev")).unwrap();
+        assert_eq!((read.nick, source), (Some("from-flash"), Source::Flash));
+
+        let erased = [0xFF; 64];
+        let (read, source) = settings(&erased, Some("nick=from-dev key=K")).unwrap();
+        assert_eq!(
+            (read.nick, read.key, source),
+            (Some("from-dev"), Some("K"), Source::Development)
+        );
+        assert_eq!(settings(&erased, None), Err(SetupError::NotProvisioned));
+    }
+
+    #[test]
+    fn a_device_needs_a_key_a_server_and_valid_names() {
+        let erased = [0xFF; 8];
+        let check = |dev: &str| {
+            let checked = settings(&erased, Some(dev)).and_then(|s| Device::new(s, "board"));
+            checked.map(|_| ()).map_err(|e| e.to_string())
+        };
+        let missing = |name: &'static str| Err(SetupError::Missing(name).to_string());
+        let invalid = |name: &'static str| Err(SetupError::Invalid(name).to_string());
+        assert_eq!(check("server=10.0.0.1:9"), missing("key"));
+        assert_eq!(check(&format!("key={KEY}")), missing("server"));
+        assert_eq!(check("key=nope server=10.0.0.1:9"), invalid("key"));
+        let long_nick = format!("key={KEY} server=10.0.0.1:9 nick={}", "n".repeat(33));
+        assert_eq!(check(&long_nick), invalid("nick"));
+        assert_eq!(check("server=10.0.0.1:99999"), invalid("server"));
+
+        let fine = format!("key={KEY} server=10.0.0.1:9 address=10.0.0.7/24");
+        let device = Device::new(settings(&erased, Some(&fine)).unwrap(), "board").unwrap();
+        assert_eq!(device.chat.nick, "board");
+        assert_eq!(device.chat.room, "lobby");
+        assert_eq!(device.server.to_string(), "10.0.0.1:9");
+        let Config { ipv4, .. } = device.net;
+        assert!(
+            matches!(ipv4, embassy_net::ConfigV4::Static(ref c) if c.address.to_string() == "10.0.0.7/24"),
+            "{ipv4:?}"
+        );
+    }
+
+    #[test]
+    fn errors_are_one_json_line_even_when_long() {
+        let line = error_json(format_args!("no \"{}\"", "x".repeat(300))).to_string();
+        let value: &str = line.as_str();
+        assert!(
+            value.starts_with(r#"{"event":"error","message":"no \"xxx"#),
+            "{value}"
+        );
+        assert!(value.ends_with(r#"xxx"}"#), "{value}");
+        assert!(!value.contains('\n'));
     }
 }

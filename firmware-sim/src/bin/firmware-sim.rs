@@ -359,7 +359,9 @@ impl Output for Printer {
                 timestamp,
                 ..
             } => println!("[{}] * {nick} {text}", clock_time(*timestamp)),
-            ClientEvent::Joined { members, rejoined } => eprintln!(
+            ClientEvent::Joined {
+                members, rejoined, ..
+            } => eprintln!(
                 "{} #{} as {} ({members} member{})",
                 if *rejoined { "rejoined" } else { "joined" },
                 report.room,
@@ -367,21 +369,21 @@ impl Output for Printer {
                 if *members == 1 { "" } else { "s" }
             ),
             ClientEvent::Delivered { .. } => {}
-            ClientEvent::Refused { id } => eprintln!("the server refused line {id}"),
-            ClientEvent::Undelivered { id } => eprintln!("line {id} was not delivered"),
-            ClientEvent::Notice { text } => eprintln!("server: {text}"),
-            ClientEvent::Missed { from, to } => {
+            ClientEvent::Refused { id, .. } => eprintln!("the server refused line {id}"),
+            ClientEvent::Undelivered { id, .. } => eprintln!("line {id} was not delivered"),
+            ClientEvent::Notice { text, .. } => eprintln!("server: {text}"),
+            ClientEvent::Missed { from, to, .. } => {
                 eprintln!("missed {} message(s) ({from}..{to})", to - from)
             }
             ClientEvent::NoAnswer { .. } => eprintln!("{}", no_answer()),
-            ClientEvent::ServerLost { silent_for } => eprintln!(
+            ClientEvent::ServerLost { silent_for, .. } => eprintln!(
                 "nothing heard from {} for {} s",
                 self.server,
                 silent_for.millis() / 1000
             ),
             ClientEvent::ServerBack => eprintln!("{} answers again", self.server),
             ClientEvent::Rejoining => eprintln!("the server lost our session: joining again"),
-            ClientEvent::ClockSynced { unix_secs } => eprintln!(
+            ClientEvent::ClockSynced { unix_secs, .. } => eprintln!(
                 "clock set from the server: {} UTC (device clock at {} ms)",
                 clock_time(*unix_secs),
                 report.device_ms
