@@ -293,6 +293,33 @@ impl fmt::Display for ReportJson<'_, '_> {
     }
 }
 
+/// `{"event":"error","message":...}`: the message formatted into a fixed buffer (no
+/// allocator; cut at 160 bytes, the start says the most), as a JSON line's text.
+pub fn error_json(message: fmt::Arguments<'_>) -> ErrorJson {
+    /// Takes characters until the buffer is full.
+    struct Cut<'s>(&'s mut String<160>);
+    impl fmt::Write for Cut<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            s.chars()
+                .try_for_each(|c| self.0.push(c))
+                .map_err(|_| fmt::Error)
+        }
+    }
+    let mut text = String::new();
+    let _ = fmt::Write::write_fmt(&mut Cut(&mut text), message);
+    ErrorJson(text)
+}
+
+/// See [`error_json`].
+#[derive(Clone, Debug)]
+pub struct ErrorJson(String<160>);
+
+impl fmt::Display for ErrorJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, r#"{{"event":"error","message":{}}}"#, JsonStr(&self.0))
+    }
+}
+
 /// Where the device's reports go: a console, a display, a counter.
 pub trait Output {
     /// One report, as it happens.

@@ -11,6 +11,8 @@ use embassy_net::{Config, IpAddress, IpEndpoint, Ipv4Cidr, Stack, StaticConfigV4
 use embassy_time::{Duration, Timer};
 use firmware_sim::config::{self, BlockError, Settings};
 use firmware_sim::{Behaviour, Lines, Node, Output};
+
+pub use firmware_sim::node::{ErrorJson, error_json};
 use rand_core::CryptoRng;
 
 /// The environment variable a development build may carry its settings in (as
@@ -29,33 +31,6 @@ pub const BEHAVIOUR: Behaviour<'static> = Behaviour {
     exit_line: Some("/exit"),
     run_for_ms: None,
 };
-
-/// `{"event":"error","message":...}`: the message formatted into a fixed buffer (no
-/// allocator; cut at 160 bytes, the start says the most), as a JSON line's text.
-pub fn error_json(message: fmt::Arguments<'_>) -> ErrorJson {
-    /// Takes characters until the buffer is full.
-    struct Cut<'s>(&'s mut heapless::String<160>);
-    impl fmt::Write for Cut<'_> {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            s.chars()
-                .try_for_each(|c| self.0.push(c))
-                .map_err(|_| fmt::Error)
-        }
-    }
-    let mut text = heapless::String::new();
-    let _ = fmt::Write::write_fmt(&mut Cut(&mut text), message);
-    ErrorJson(text)
-}
-
-/// See [`error_json`].
-#[derive(Clone, Debug)]
-pub struct ErrorJson(heapless::String<160>);
-
-impl fmt::Display for ErrorJson {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, r#"{{"event":"error","message":{}}}"#, JsonStr(&self.0))
-    }
-}
 
 /// Parks the board for good (after it said why: it needs provisioning or a fix).
 pub async fn park() -> ! {

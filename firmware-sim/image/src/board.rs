@@ -115,7 +115,11 @@ impl Output for Out {
 }
 
 fn fail(out: &mut Out, message: &str) -> ! {
-    say!(out, r#"{{"event":"error","message":{}}}"#, JsonStr(message));
+    say!(
+        out,
+        "{}",
+        firmware_sim::node::error_json(format_args!("{message}"))
+    );
     say!(out, r#"{{"event":"exit","reason":"error","device_ms":0}}"#);
     debug::exit(debug::EXIT_FAILURE);
     halt()
