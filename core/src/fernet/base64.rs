@@ -89,11 +89,15 @@ fn encode_group(n: u32) -> u32 {
 
 /// The four symbols of the 24 low bits of `n`, first symbol in the low byte: the small
 /// version for firmware, where 12 KiB of tables cost more flash than the speed is worth.
-#[cfg(not(feature = "fast-base64"))]
+/// Also built for the tests, which check it against the table-driven one.
+#[cfg(any(test, not(feature = "fast-base64")))]
 #[inline(always)]
-fn encode_group(n: u32) -> u32 {
+fn encode_group_small(n: u32) -> u32 {
     u32::from_le_bytes([symbol(n >> 18), symbol(n >> 12), symbol(n >> 6), symbol(n)])
 }
+
+#[cfg(not(feature = "fast-base64"))]
+use self::encode_group_small as encode_group;
 
 /// The 24-bit value of a group of four symbols, with [`BAD`] bits set if any symbol is
 /// outside the alphabet.
@@ -106,10 +110,11 @@ fn group_value([a, b, c, d]: [u8; 4]) -> u32 {
     at(t0, a) | at(t1, b) | at(t2, c) | at(t3, d)
 }
 
-/// As above, from the 256-byte table only.
-#[cfg(not(feature = "fast-base64"))]
+/// As above, from the 256-byte table only (and built for the tests, like
+/// [`encode_group_small`]).
+#[cfg(any(test, not(feature = "fast-base64")))]
 #[inline(always)]
-fn group_value([a, b, c, d]: [u8; 4]) -> u32 {
+fn group_value_small([a, b, c, d]: [u8; 4]) -> u32 {
     let [a, b, c, d] = [value(a), value(b), value(c), value(d)];
     let n = a << 18 | b << 12 | c << 6 | d;
     if (a | b | c | d) & 0x80 != 0 {
@@ -118,6 +123,9 @@ fn group_value([a, b, c, d]: [u8; 4]) -> u32 {
         n
     }
 }
+
+#[cfg(not(feature = "fast-base64"))]
+use self::group_value_small as group_value;
 
 /// Length of the padded text for `len` bytes (saturating: absurd lengths fit no buffer).
 pub(crate) const fn encoded_len(len: usize) -> usize {
@@ -515,6 +523,63 @@ mod tests {
                     assert!(decoded.is_err(), "len {len}, byte {at} = {bad:#x}");
                     let mut in_place = corrupt;
                     assert!(decode_in_place(&mut in_place[..text_len]).is_err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_bad_symbols_never_cancel_out() {
+        // The bad-symbol flag is ORed over a group and over four groups; two bad symbols
+        // anywhere (same group or not) must still be refused.
+        let data: [u8; 48] = core::array::from_fn(|i| (i * 29 + 3) as u8);
+        let (buf, text_len) = encode(&data);
+        assert_eq!(text_len, 64);
+        let mut out = [0u8; 48];
+        for first in 0..text_len {
+            for second in first + 1..text_len {
+                for bad in [b'+', 0xFF] {
+                    let mut corrupt = buf;
+                    corrupt[first] = bad;
+                    corrupt[second] = bad;
+                    let text = Text::new(&corrupt[..text_len]).unwrap();
+                    assert_eq!(
+                        text.decode_range(0, &mut out),
+                        Err(Invalid),
+                        "{first} {second}"
+                    );
+                    assert_eq!(decode_in_place(&mut corrupt[..text_len]), Err(Invalid));
+                }
+            }
+        }
+    }
+
+    /// The firmware's table-free group functions (what a build without `fast-base64`
+    /// uses) give what the tables give.
+    #[cfg(feature = "fast-base64")]
+    #[test]
+    fn the_small_group_functions_agree_with_the_tables() {
+        for position in 0..4 {
+            for value in 0..64u32 {
+                for others in [0u32, 63, 0b10_1010, 0b01_0101] {
+                    let n = (0..4).fold(0, |n, p| {
+                        n | if p == position { value } else { others } << (18 - 6 * p)
+                    });
+                    assert_eq!(encode_group(n), encode_group_small(n), "{n:#08x}");
+                }
+            }
+        }
+        for position in 0..4 {
+            for byte in 0..=u8::MAX {
+                // Alone among valid symbols, and next to a bad one.
+                for other in [b'A', b'z', b'-', b'_', b'+', b'=', 0x80, 0xFF] {
+                    let mut group = [other; 4];
+                    group[position] = byte;
+                    let (fast, small) = (group_value(group), group_value_small(group));
+                    assert_eq!(fast & BAD != 0, small & BAD != 0, "{group:?}");
+                    if fast & BAD == 0 {
+                        assert_eq!(fast, small, "{group:?}");
+                    }
                 }
             }
         }
