@@ -119,3 +119,26 @@ fn random_keys_and_ivs_differ() {
     let y = a.encrypt(b"x", 1, &mut rng, &mut y).unwrap();
     assert_ne!(x, y, "two tokens of one message under one key share an IV");
 }
+
+#[test]
+fn encrypting_in_place_refuses_a_short_buffer_without_panicking() {
+    let key = Key::from_bytes(&[6; 32]);
+    let mut rng = rand::rng();
+    for message_len in [0, 1, 15, 16, 40, 200] {
+        let need = token_len(message_len);
+        // One byte short, and a "message" longer than the whole buffer.
+        for (buf_len, len) in [(need - 1, message_len), (message_len, message_len + 1)] {
+            let mut buf = vec![b'm'; buf_len];
+            assert_eq!(
+                key.encrypt_in_place(&mut buf, len, 1, &mut rng),
+                Err(Error::BufferTooSmall),
+                "{len} bytes in {buf_len}"
+            );
+        }
+        let mut buf = vec![b'm'; need];
+        let token = key
+            .encrypt_in_place(&mut buf, message_len, 1, &mut rng)
+            .unwrap();
+        assert_eq!(token.len(), need);
+    }
+}

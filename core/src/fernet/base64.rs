@@ -59,7 +59,7 @@ const PAIRS: [u16; 4096] = {
     let mut table = [0_u16; 4096];
     let mut i = 0;
     while i < 4096 {
-        table[i] = ALPHABET[i >> 6] as u16 | (ALPHABET[i & 63] as u16) << 8;
+        table[i] = u16::from_le_bytes([ALPHABET[i >> 6], ALPHABET[i & 63]]);
         i += 1;
     }
     table
@@ -591,5 +591,27 @@ mod tests {
         assert_eq!(encode_tail_in_place(&mut buf, 0, 3), None);
         assert_eq!(encode_tail_in_place(&mut buf, 1, 3), Some(4));
         assert_eq!(encode_tail_in_place(&mut buf, 6, 3), None);
+    }
+
+    #[test]
+    fn a_refused_placement_leaves_the_buffer_alone() {
+        // Input running past the end of the buffer is refused before anything is
+        // written, whatever the length (one group, several, the four-group steps).
+        for len in 1..=40 {
+            let text_len = encoded_len(len);
+            let mut buf = [0u8; 64];
+            let room = &mut buf[..text_len + 1];
+            for (i, byte) in room.iter_mut().enumerate() {
+                *byte = i as u8;
+            }
+            let start = text_len + 1 - len + 1;
+            let before = room.to_vec();
+            assert_eq!(encode_tail_in_place(room, start, len), None, "{len}");
+            assert_eq!(room, &before[..], "{len}");
+        }
+        // And an exact fit is fine.
+        let mut buf = [7u8; 4];
+        assert_eq!(encode_tail_in_place(&mut buf, 1, 3), Some(4));
+        assert_eq!(&buf, b"BwcH");
     }
 }
