@@ -126,8 +126,13 @@ fn encrypting_in_place_refuses_a_short_buffer_without_panicking() {
     let mut rng = rand::rng();
     for message_len in [0, 1, 15, 16, 40, 200] {
         let need = token_len(message_len);
-        // One byte short, and a "message" longer than the whole buffer.
-        for (buf_len, len) in [(need - 1, message_len), (message_len, message_len + 1)] {
+        // One byte short, just the message (no room to move it to where the token's
+        // bytes go), and a "message" longer than the whole buffer.
+        for (buf_len, len) in [
+            (need - 1, message_len),
+            (message_len, message_len),
+            (message_len, message_len + 1),
+        ] {
             let mut buf = vec![b'm'; buf_len];
             assert_eq!(
                 key.encrypt_in_place(&mut buf, len, 1, &mut rng),
