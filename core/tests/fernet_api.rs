@@ -147,3 +147,36 @@ fn encrypting_in_place_refuses_a_short_buffer_without_panicking() {
         assert_eq!(token.len(), need);
     }
 }
+
+#[test]
+fn rotation_writes_into_any_buffer_that_is_large_enough() {
+    let (primary, older) = (Key::from_bytes(&[7; 32]), Key::from_bytes(&[8; 32]));
+    let mut ring = KeyRing::<1>::new(primary.clone());
+    ring.push(older.clone()).unwrap();
+    for message_len in [0, 15, 16, 100] {
+        let message = vec![b'r'; message_len];
+        let mut old = vec![0u8; token_len(message_len)];
+        let old = older
+            .encrypt_with_iv(&message, 5, [1; 16], &mut old)
+            .unwrap();
+        let mut want = vec![0u8; token_len(message_len)];
+        let want = primary
+            .encrypt_with_iv(&message, 5, [2; 16], &mut want)
+            .unwrap();
+        for extra in [0, 1, 16, 300] {
+            let mut out = vec![0u8; old.len() + extra];
+            let rotated = ring
+                .rotate_with_iv(old.as_bytes(), [2; 16], &mut out)
+                .unwrap();
+            assert_eq!((rotated.token, rotated.key_index), (want, 1), "{extra}");
+        }
+        for short in [1, 4, 40] {
+            let mut out = vec![0u8; old.len().saturating_sub(short)];
+            assert_eq!(
+                ring.rotate_with_iv(old.as_bytes(), [2; 16], &mut out),
+                Err(Error::BufferTooSmall),
+                "{short} short"
+            );
+        }
+    }
+}
