@@ -190,7 +190,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             Some(room) => *room.presence_tick.get_or_insert(first_tick),
             None => return number,
         };
-        self.arm(Some(tick));
+        self.arm_room(Some(tick));
         number.saturating_add(1)
     }
 

@@ -130,7 +130,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             return;
         }
         let at = *room.admit_tick.get_or_insert(now + ADMIT_EVERY);
-        self.arm(Some(at));
+        self.arm_room(Some(at));
     }
 
     /// Room `r`'s admission tick, while senders wait: gives as many of them, in the
