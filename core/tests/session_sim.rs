@@ -971,3 +971,127 @@ fn a_busy_room_serves_its_senders_in_turn() {
     );
     assert_one_history(&sim, &members);
 }
+
+#[test]
+fn the_member_list_arrives_whole_over_a_lossy_network() {
+    for seed in 0..4 {
+        let faults = Faults {
+            loss: 0.3,
+            duplicate: 0.1,
+            jitter: 20,
+        };
+        let mut sim = Sim::new(40 + seed, faults);
+        let limits = RelayLimits {
+            members: 64,
+            gone: 64,
+            ..SMALL
+        };
+        sim.relay = Sim::relay_with(
+            RelayConfig::default(),
+            limits,
+            KeyRing::new(key()),
+            seed,
+            sim.now,
+        );
+        let members: Vec<usize> = (0..40)
+            .map(|i| sim.add_client(&format!("a-long-enough-member-name-{i:03}"), "lobby"))
+            .collect();
+        sim.join_all(secs(30));
+        sim.client(members[0]).request_members();
+        let complete = |sim: &Sim| {
+            let mut names = std::collections::BTreeSet::new();
+            for event in &sim.peers[members[0]].events {
+                if let ClientEvent::Members { names: page, .. } = event {
+                    names.extend(page.iter().map(str::to_owned));
+                }
+            }
+            names.len() == 40
+        };
+        assert!(
+            sim.run_until(secs(30), complete),
+            "seed {seed}: lost pages are asked for again"
+        );
+    }
+}
+
+#[test]
+fn a_ping_captured_before_a_timeout_is_still_a_replay_after_the_return() {
+    let config = RelayConfig {
+        member_timeout: secs(8),
+        ..RelayConfig::default()
+    };
+    let mut sim = Sim::with(24, Faults::default(), config, SMALL);
+    let ann = sim.add_client("ann", "lobby");
+    let bob = sim.add_client("bob", "lobby");
+    sim.join_all(secs(5));
+    sim.run_for(secs(6)); // ann pings once (counter 1), and so on
+    let pings: Vec<Vec<u8>> = sim.peers[ann].captured.clone();
+    sim.pause(ann);
+    sim.run_for(secs(10));
+    assert_eq!(sim.relay.member_count(), 1, "ann timed out");
+    sim.resume(ann);
+    assert!(sim.run_until(secs(10), |sim| sim.relay.member_count() == 2));
+    sim.run_for(secs(1));
+    // Everything ann sent before it went, replayed from elsewhere (within the TTL):
+    // nothing moves its address, nothing is answered to the replayer.
+    for bytes in &pings {
+        let _ = sim.relay.handle_datagram(sim.now, 777, &mut bytes.clone());
+    }
+    sim.run_for(secs(1));
+    assert_eq!(sim.sent_to.get(&777), None, "no answer to the replayer");
+    sim.say(bob, "still reaching ann at her own address");
+    sim.run_for(secs(1));
+    assert_eq!(
+        sim.lines(ann).last().map(String::as_str),
+        Some("bob: still reaching ann at her own address")
+    );
+}
+
+#[test]
+fn session_zero_is_no_session() {
+    let mut sim = Sim::new(25, Faults::default());
+    let mut join = token(
+        &sim,
+        0,
+        Body::Join {
+            version: wire::VERSION,
+            nick: "zero",
+            room: "lobby",
+            window: 4,
+            resume: None,
+        },
+    );
+    assert_eq!(
+        sim.relay.handle_datagram(sim.now, 5, &mut join),
+        Err(Dropped::Malformed)
+    );
+    sim.flush_relay();
+    assert!(sim.sent_to.is_empty());
+}
+
+#[test]
+fn the_smallest_version_1_join_is_still_told_the_version() {
+    let mut sim = Sim::new(26, Faults::default());
+    let mut datagram = token(
+        &sim,
+        78,
+        Body::JoinV1 {
+            nick: "a",
+            room: "b",
+        },
+    );
+    let asked = datagram.len();
+    let _ = sim.relay.handle_datagram(sim.now, 9, &mut datagram);
+    let mut buf = [0u8; 1232];
+    let (_, len) = sim.relay.poll_transmit(sim.now, &mut buf).unwrap();
+    assert!(len <= asked);
+    let mut plain = [0u8; 1232];
+    let opened = key().decrypt(&buf[..len], None, &mut plain).unwrap();
+    assert_eq!(
+        Repr::parse(opened.plaintext).unwrap().body,
+        Body::Notice {
+            code: NoticeCode::VERSION,
+            text: "v2"
+        }
+    );
+}

@@ -168,6 +168,9 @@ pub struct Client<
     who_counter: u32,
     /// A Members page from this position is to be asked for.
     who_due: Option<u32>,
+    /// A Members page was asked for (from this position) and is awaited until then: asked
+    /// again (a new counter) if it does not come.
+    who_awaited: Option<(u32, Instant)>,
 
     events: Deque<ClientEvent<TEXT>, EVENTS>,
     /// [`ClientEvent::Closed`] is yet to be reported.
@@ -267,6 +270,7 @@ impl<
             members: 0,
             who_counter: 0,
             who_due: None,
+            who_awaited: None,
             events: Deque::new(),
             closed_due: false,
             last_input: now,
@@ -478,6 +482,14 @@ impl<
                     self.inbox.reset(next_seq);
                 }
                 self.epoch = epoch;
+                if resumed && presence > self.presence_next && self.has_room() {
+                    // Changes while we were away: only their number is known.
+                    self.push_event(ClientEvent::Presence {
+                        members,
+                        skipped: presence - self.presence_next,
+                        changes: PresenceChanges::default(),
+                    });
+                }
                 self.presence_next = presence;
                 self.nick = truncated(nick);
                 self.outbox.grant(window);
@@ -762,6 +774,12 @@ impl<
             listed += 1;
         }
         let next = start.saturating_add(listed);
+        if self
+            .who_awaited
+            .is_some_and(|(awaited, _)| awaited == start)
+        {
+            self.who_awaited = None;
+        }
         if listed > 0 && next < total {
             self.who_due = Some(next);
         }
@@ -797,6 +815,13 @@ impl<
             ClientState::Joined => {
                 self.outbox.on_timeout(now);
                 self.inbox.on_timeout(now);
+                if let Some((start, by)) = self.who_awaited
+                    && by <= now
+                {
+                    // The page (or the question) was lost: ask again, with a new counter.
+                    self.who_awaited = None;
+                    self.who_due = Some(start);
+                }
                 if self.next_ping <= now {
                     self.ping_due = true;
                     self.next_ping = now + self.config.keepalive;
@@ -838,6 +863,7 @@ impl<
                 let ack_now = self.inbox.ack_due.then_some(self.last_input);
                 let timers = [
                     ack_now,
+                    self.who_awaited.map(|(_, by)| by),
                     self.outbox.rto_deadline,
                     self.outbox.hold_until,
                     self.inbox.ack_deadline,
@@ -936,6 +962,8 @@ impl<
                 }
                 if let Some(start) = self.who_due.take() {
                     self.who_counter = self.who_counter.wrapping_add(1);
+                    let wait = self.outbox.rto().max(Duration::from_millis(500));
+                    self.who_awaited = Some((start, now + wait));
                     return Some(Due::Who(start));
                 }
                 if self.ping_due {

@@ -46,6 +46,10 @@ pub(super) struct Gone {
     /// Its line numbering and its last answers, for its return.
     pub next_msg_id: u32,
     pub receipts: Receipts,
+    /// Its ping and member-list counters: they keep rising across its return, so that a
+    /// Ping or Who captured before it went is still a replay after.
+    pub ping_counter: u64,
+    pub who_counter: u32,
     next: u32,
 }
 
@@ -57,6 +61,8 @@ impl Gone {
             left,
             next_msg_id,
             receipts,
+            ping_counter: 0,
+            who_counter: 0,
             next: NIL,
         }
     }

@@ -41,6 +41,10 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         join: JoinRequest<'_>,
     ) -> Result<(), Dropped> {
         let session = join.session;
+        if session == 0 {
+            // No client picks session 0 (PROTOCOL.md "Sessions"): not a frame to answer.
+            return Err(Dropped::Malformed);
+        }
         if join.version != wire::VERSION {
             return self.reply(from, session, ReplyKind::Version, join.len);
         }
@@ -104,6 +108,8 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         if let Some(gone) = restored {
             member.next_msg_id = gone.next_msg_id;
             member.receipts = gone.receipts;
+            member.ping_counter = gone.ping_counter;
+            member.who_counter = gone.who_counter;
         }
         let m = self.members.insert(member).ok_or(Dropped::Overloaded)?;
         rooms::link(&mut self.rooms, &mut self.members, m);
@@ -207,13 +213,16 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             return;
         };
         if !member.legacy {
-            self.gone.insert(super::gone::Gone::new(
+            let mut gone = super::gone::Gone::new(
                 member.session,
                 self.unix_now,
                 reason == LeaveReason::Left,
                 member.next_msg_id,
                 member.receipts,
-            ));
+            );
+            gone.ping_counter = member.ping_counter;
+            gone.who_counter = member.who_counter;
+            self.gone.insert(gone);
         }
         let r = member.room;
         let (room_name, empty) = match self.rooms.get(r) {

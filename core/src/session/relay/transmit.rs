@@ -16,6 +16,14 @@ use crate::wire::{Body, Changes, Names, NoticeCode, Repr};
 use core::hash::Hash;
 use rand_core::CryptoRng;
 
+/// What a client of another protocol version is told, longest first: the first that fits
+/// the datagram it sent.
+const VERSION_TEXTS: [&str; 3] = [
+    "protocol 2 needed: update this host-chat client",
+    "protocol 2 needed",
+    "v2",
+];
+
 /// Bytes a Members or Presence frame spends before its list.
 const LIST_OVERHEAD: usize = crate::wire::HEADER_LEN + 9;
 /// Scratch for a Members or Presence list: at most a default datagram's plaintext.
@@ -336,17 +344,24 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             ReplyKind::NotJoined => notice(NoticeCode::NOT_JOINED, ""),
             ReplyKind::Bye => notice(NoticeCode::BYE, ""),
             ReplyKind::Refused(reason) => notice(NoticeCode::REFUSED, reason),
-            ReplyKind::Version => notice(
-                NoticeCode::VERSION,
-                "protocol 2 needed: update this host-chat client",
-            ),
+            ReplyKind::Version => notice(NoticeCode::VERSION, VERSION_TEXTS[0]),
         };
         let plaintext_room = fernet::max_message_len(reply.limit)?;
         let body = match body {
             // Shortened to fit (at a character boundary), or sent without text.
             Body::Notice { code, text } => {
                 let room = plaintext_room.checked_sub(crate::wire::HEADER_LEN + 3)?;
-                notice(code, legacy::cut(text, room))
+                // The version notice has short forms that still say it; other texts are
+                // cut at a character boundary.
+                let text = match code {
+                    NoticeCode::VERSION => VERSION_TEXTS
+                        .iter()
+                        .copied()
+                        .find(|t| t.len() <= room)
+                        .unwrap_or(""),
+                    _ => legacy::cut(text, room),
+                };
+                notice(code, text)
             }
             body => body,
         };
