@@ -141,18 +141,18 @@ impl fmt::Display for NotDelivered {
 
 impl std::error::Error for NotDelivered {}
 
-/// Checks a chat nickname and room (`--nick`, `--room`): 1 to 32 bytes, not blank,
-/// without control characters (`chat_core::wire::is_valid_name`), as every chat program
-/// takes them.
+/// Checks a chat nickname and room (`--nick`, `--room`) against PROTOCOL.md "Names"
+/// (`chat_core::wire::check_name`): the error names the option and the rule broken.
 pub fn check_names(nick: &str, room: &str) -> Result<(), BadArgument> {
-    let valid = chat_core::wire::is_valid_name;
-    let bad = match (valid(nick), valid(room)) {
-        (true, true) => return Ok(()),
-        (false, _) => format!("--nick {nick:?}"),
-        (true, false) => format!("--room {room:?}"),
+    let check = chat_core::wire::check_name;
+    let (option, name, why) = match (check(nick), check(room)) {
+        (Ok(()), Ok(())) => return Ok(()),
+        (Err(why), _) => ("--nick", nick, why),
+        (Ok(()), Err(why)) => ("--room", room, why),
     };
     Err(BadArgument(format!(
-        "{bad}: a name is 1 to 32 bytes, not blank, without control characters"
+        "{option} {name:?} {why} (a name is 1 to 32 bytes of UTF-8, without a space at either \
+         end, control or format characters, or white space other than the space)"
     )))
 }
 

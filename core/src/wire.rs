@@ -660,14 +660,64 @@ impl Body<'_> {
 /// * no White_Space character other than U+0020 SPACE (so U+00A0, U+3000 are refused), and
 ///   no space at either end.
 ///
-/// The categories are those of Unicode 15.1.
+/// The categories are those of Unicode 15.1. [`check_name`] says which rule a name breaks.
 pub fn is_valid_name(name: &str) -> bool {
-    (1..=NAME_MAX).contains(&name.len())
-        && !name.starts_with(' ')
-        && !name.ends_with(' ')
-        && name
-            .chars()
-            .all(|c| c == ' ' || !(c.is_control() || c.is_whitespace() || is_format_character(c)))
+    check_name(name).is_ok()
+}
+
+/// The rule of PROTOCOL.md "Names" that a name breaks ([`check_name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameError {
+    /// No bytes at all.
+    Empty,
+    /// More than [`NAME_MAX`] bytes of UTF-8 (the length in bytes).
+    TooLong(usize),
+    /// A space (U+0020) as its first or last character.
+    SpaceAtEnd,
+    /// A character that is a control, a format character, a line or paragraph separator,
+    /// or white space other than U+0020.
+    Forbidden(char),
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Empty => f.write_str("is empty"),
+            Self::TooLong(len) => write!(f, "is {len} bytes long, more than {NAME_MAX}"),
+            Self::SpaceAtEnd => f.write_str("starts or ends with a space"),
+            Self::Forbidden(c) => write!(
+                f,
+                "contains U+{:04X}, a control, format or white-space character",
+                u32::from(c)
+            ),
+        }
+    }
+}
+
+/// Checks `name` against the rules of [`is_valid_name`]: the first rule it breaks, in the
+/// order of [`NameError`]'s variants (length, spaces at the ends, then the first
+/// forbidden character).
+///
+/// # Errors
+///
+/// [`NameError`]: the rule broken.
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > NAME_MAX {
+        return Err(NameError::TooLong(name.len()));
+    }
+    if name.starts_with(' ') || name.ends_with(' ') {
+        return Err(NameError::SpaceAtEnd);
+    }
+    match name
+        .chars()
+        .find(|&c| c != ' ' && (c.is_control() || c.is_whitespace() || is_format_character(c)))
+    {
+        Some(c) => Err(NameError::Forbidden(c)),
+        None => Ok(()),
+    }
 }
 
 /// Unicode 15.1 general category Cf (DerivedGeneralCategory.txt).
@@ -1151,6 +1201,38 @@ mod tests {
         ] {
             assert!(!is_valid_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_bad_name_says_which_rule_it_breaks() {
+        assert_eq!(check_name("ann"), Ok(()));
+        assert_eq!(check_name("a b"), Ok(()));
+        assert_eq!(check_name(""), Err(NameError::Empty));
+        let long = "a-name-of-thirty-three-bytes-long";
+        assert_eq!(check_name(long), Err(NameError::TooLong(33)));
+        assert_eq!(check_name(&long[..32]), Ok(()));
+        assert_eq!(check_name(" "), Err(NameError::SpaceAtEnd));
+        assert_eq!(check_name(" ann"), Err(NameError::SpaceAtEnd));
+        assert_eq!(check_name("ann "), Err(NameError::SpaceAtEnd));
+        assert_eq!(check_name("a\tb"), Err(NameError::Forbidden('\t')));
+        assert_eq!(check_name("a\u{a0}b"), Err(NameError::Forbidden('\u{a0}')));
+        assert_eq!(
+            check_name("a\u{200b}b"),
+            Err(NameError::Forbidden('\u{200b}'))
+        );
+        let says = |e: NameError| {
+            let mut buf = heapless::String::<128>::new();
+            core::fmt::write(&mut buf, format_args!("{e}")).unwrap();
+            buf
+        };
+        assert_eq!(says(NameError::Empty), "is empty");
+        assert_eq!(
+            says(NameError::TooLong(33)),
+            "is 33 bytes long, more than 32"
+        );
+        assert_eq!(says(NameError::SpaceAtEnd), "starts or ends with a space");
+        assert!(says(NameError::Forbidden('\u{200b}')).starts_with("contains U+200B, "));
+        assert!(says(NameError::Forbidden('\t')).starts_with("contains U+0009, "));
     }
 
     #[test]

@@ -279,7 +279,7 @@ pub struct ServerArgs {
     pub stats: Option<u64>,
 
     /// Drop members not heard from for SECONDS seconds, 1 to 86400 (clients ping every
-    /// 5 s). A member that comes back later rejoins where it was, if its messages are
+    /// 5 s: below 15 a single lost ping drops a quiet member). A member that comes back later rejoins where it was, if its messages are
     /// still in the history.
     #[arg(long, value_name = "SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -306,16 +306,17 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub wire: WireArgs,
 
-    /// Print the bound port alone on the first line of standard output (for scripts and
-    /// `host-chat demo`).
-    #[arg(long, hide = true)]
+    /// Print the bound port alone on the first line of standard output, for scripts: with
+    /// `--bind 127.0.0.1:0` the system picks a free port, and this says which.
+    #[arg(long)]
     pub print_port: bool,
 }
 
 /// Options of `client`.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The server: IP:PORT or HOSTNAME:PORT (the port alone defaults to 12345).
+    /// The server: IP:PORT, HOSTNAME:PORT, an IP or host name alone (port 12345), or a
+    /// port alone (this machine, 127.0.0.1).
     #[arg(value_name = "SERVER", default_value = "127.0.0.1:12345")]
     pub server: String,
 

@@ -74,9 +74,10 @@ Output:
   exits with status 1 (the JSON object then has \"error\").
 
 Load:
-  closed loop (default): every client keeps its window full (--window); open loop (--rate R): R lines per second in all,
-  round-robin over the clients. Latency is from send() (a line waits for room in its
-  client's window before it is sent).
+  closed loop (default): every client keeps its window full (--window).
+  open loop (--rate R): R lines per second in all, round-robin over the clients.
+  Latency is from send() (a line waits for room in its client's window before it is
+  sent).
 
 Examples:
   host-chat bench --spawn-server                     # a private server, 4 clients

@@ -761,7 +761,8 @@ impl ChatClient {
             ClientEvent::Rejoining => self.info(
                 "rejoining",
                 &format!(
-                    "[{}] {server} no longer knows us (restarted?); joining again",
+                    "[{}] {server} no longer has us as a member (we were silent past its member \
+                     timeout, or it restarted); joining again where we were",
                     self.now_hms()
                 ),
                 fields(json!({"server": server})),

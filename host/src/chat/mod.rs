@@ -92,9 +92,17 @@ pub fn parse_bind(text: &str) -> anyhow::Result<SocketAddr> {
     })
 }
 
-/// Resolves the client's SERVER argument: `IP:PORT`, `HOST:PORT`, or an IP or host alone
-/// (port 12345). Port 0 is refused: no server listens there.
+/// Resolves the client's SERVER argument: `IP:PORT`, `HOST:PORT`, an IP or host alone
+/// (port 12345), or a port alone (on this machine, 127.0.0.1). Port 0 is refused: no
+/// server listens there.
 pub fn resolve_server(text: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(port) = text.parse::<u16>()
+        && port != 0
+    {
+        // A number alone is a port: the system's resolver would read `12345` as the
+        // address 0.0.48.57.
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
     let addr = resolve(text, "server", "an address this machine can resolve").map_err(|why| {
         BadArgument(format!(
             "{why}; expected HOST:PORT or IP:PORT, e.g. 192.168.1.20:12345"
@@ -120,8 +128,18 @@ fn resolve(text: &str, what: &str, expected: &str) -> Result<SocketAddr, String>
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, DEFAULT_PORT));
     }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{what} {text:?}: not a port (1 to 65535) nor {expected}"
+        ));
+    }
     let with_port = match text.rsplit_once(':') {
         Some((_, port)) if port.parse::<u16>().is_ok() => text.to_owned(),
+        Some((_, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(format!(
+                "{what} {text:?}: port {port} is out of range (1 to 65535)"
+            ));
+        }
         _ => format!("{text}:{DEFAULT_PORT}"),
     };
     let addrs: Vec<SocketAddr> = with_port
@@ -186,5 +204,18 @@ mod tests {
             err.contains("port 0 is not a port a server listens on"),
             "{err}"
         );
+        // A port alone is a port on this machine, not the address 0.0.48.57.
+        assert_eq!(
+            resolve_server("12346").unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], 12346))
+        );
+        for (text, says) in [
+            ("99999", "not a port (1 to 65535)"),
+            ("localhost:99999", "port 99999 is out of range (1 to 65535)"),
+            ("127.0.0.1:70000", "port 70000 is out of range"),
+        ] {
+            let err = resolve_server(text).unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 }

@@ -103,6 +103,20 @@ pub fn run(args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
         args.history as usize,
         config.max_datagram,
     );
+    let reserved = limits.bytes::<SocketAddr>();
+    if reserved > MAX_RESERVED {
+        return Err(crate::error::BadArgument(format!(
+            "--max-members {}, --max-rooms {} and --history {} would reserve {}: at most {} \
+             (lower --max-rooms or --history: the history takes --max-rooms × --history × \
+             about 280 bytes)",
+            args.max_members,
+            args.max_rooms,
+            args.history,
+            size(reserved),
+            size(MAX_RESERVED)
+        ))
+        .into());
+    }
     let socket = mio::net::UdpSocket::bind(bind).map_err(|e| bind_error(bind, &e))?;
     let mut endpoint = Endpoint::new(socket, None).context("cannot set up the event loop")?;
     let bound = endpoint
@@ -120,26 +134,22 @@ pub fn run(args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
         "host-chat server listening on {bound}; reach it at {} (Ctrl+C stops it)",
         reach.join(", ")
     ));
-    let mib = |bytes: usize| bytes as f64 / f64::from(1 << 20);
-    let reserved = limits.bytes::<SocketAddr>();
-    anyhow::ensure!(
-        reserved <= MAX_RESERVED,
-        "--max-members {}, --max-rooms {} and --history {} would reserve {:.0} GiB: lower \
-         --max-rooms or --history (the history takes --max-rooms × --history × 280 bytes)",
-        args.max_members,
-        args.max_rooms,
-        args.history,
-        mib(reserved) / 1024.0
-    );
     net::err(&format!(
-        "room for {}, {}, {} of history per room: {:.0} MiB reserved, of which the \
-         history's {:.0} MiB is used only as rooms fill (--max-members, --max-rooms, --history)",
+        "room for {}, {}, {} of history per room: {} reserved, of which the history's {} \
+         is used only as rooms fill (--max-members, --max-rooms, --history)",
         count(args.max_members, "member"),
         count(args.max_rooms, "room"),
         count(args.history, "message"),
-        mib(reserved),
-        mib(limits.rooms * limits.history_bytes),
+        size(reserved),
+        size(limits.rooms * limits.history_bytes),
     ));
+    if args.member_timeout < 15 {
+        net::err(&format!(
+            "warning: --member-timeout {} is below 15 s: clients ping every 5 s, so a member \
+             with nothing to say is dropped after a single lost ping (15 s or more is safe)",
+            args.member_timeout
+        ));
+    }
     let mut storage = HostStorage::new(&limits);
     net::err(&format!(
         "settings: --max-datagram {}, --ttl {}, --clock-skew {}, --member-timeout {}",
@@ -154,6 +164,19 @@ pub fn run(args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
         signals,
         stats_every,
     )
+}
+
+/// A size in bytes for people: `512 KiB`, `151 MiB`, `8.0 GiB` (binary units).
+fn size(bytes: usize) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < KIB * KIB {
+        format!("{:.0} KiB", (b / KIB).max(1.0))
+    } else if b < KIB * KIB * KIB {
+        format!("{:.0} MiB", b / (KIB * KIB))
+    } else {
+        format!("{:.1} GiB", b / (KIB * KIB * KIB))
+    }
 }
 
 /// Turns a bind failure into one clear line.
@@ -371,5 +394,18 @@ impl Machine for Server<'_> {
 
     fn socket_error(&mut self, _now: Instant, error: &io::Error) {
         self.log(&format!("socket error: {error}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(size(10), "1 KiB");
+        assert_eq!(size(300 << 10), "300 KiB");
+        assert_eq!(size(151 << 20), "151 MiB");
+        assert_eq!(size(9 << 29), "4.5 GiB");
     }
 }
