@@ -1222,7 +1222,7 @@ mod tests {
         );
         let says = |e: NameError| {
             let mut buf = heapless::String::<128>::new();
-            core::fmt::write(&mut buf, format_args!("{e}")).unwrap();
+            fmt::write(&mut buf, format_args!("{e}")).unwrap();
             buf
         };
         assert_eq!(says(NameError::Empty), "is empty");
