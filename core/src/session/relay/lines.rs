@@ -55,6 +55,10 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         }
         let (r, session, nick) = (member.room, member.session, member.nick.clone());
         member.last_heard = now;
+        if self.cluster.is_some() && text.len() <= self.line_limit() {
+            // The room's order is kept outside: the line is proposed (sequencer.rs).
+            return self.on_chat_ordered(now, from, m, msg_id, text);
+        }
         let outcome = if text.len() > self.line_limit() {
             self.stats.refused = self.stats.refused.saturating_add(1);
             Outcome::Refused(RefuseReason::TOO_LONG)
@@ -62,7 +66,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             match self.append_line(now, r, session, &nick, text) {
                 Ok(seq) => {
                     self.stats.relayed = self.stats.relayed.saturating_add(1);
-                    let recipients = self.rooms.get(r).map_or(0, |room| room.members);
+                    let recipients = self.total_members(r);
                     Outcome::Accepted { seq, recipients }
                 }
                 Err(retry_after_ms) => {
@@ -158,7 +162,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
     /// Makes room for a `len`-byte token in room `r`'s history: drops what every member
     /// the room waits for has acknowledged; if that is not enough, stops waiting for
     /// members stalled past the stall limit. Whether there is room.
-    fn make_room(&mut self, now: Instant, r: u32, len: usize) -> bool {
+    pub(super) fn make_room(&mut self, now: Instant, r: u32, len: usize) -> bool {
         for attempt in 0..3 {
             let floor = match attempt {
                 0 => self.rooms.get(r).map_or(0, |room| room.floor),
@@ -232,7 +236,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
     /// How long a sender should wait before offering its line again to room `r`, ms:
     /// about two round trips of the slowest member the room waits for, no later than
     /// when that member would be cut.
-    fn retry_after(&self, now: Instant, r: u32) -> u16 {
+    pub(super) fn retry_after(&self, now: Instant, r: u32) -> u16 {
         let floor = self.scan_floor(r);
         let mut wait = RETRY_MAX_MS;
         if let Some(room) = self.rooms.get(r) {
