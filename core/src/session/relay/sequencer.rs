@@ -555,36 +555,35 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
         if cluster.parked.push(parked).is_err() {
             return Gate::Full;
         }
-        let request = if open.is_none() {
+        // A rejoining session is looked up at once, even before its room is open (the
+        // room's epoch is not known yet: the answer is kept whatever it turns out to be).
+        let mut asked = true;
+        if open.is_none() {
             cluster.opening.retain(|(_, at)| now - *at < PATIENCE);
-            if cluster.opening.iter().any(|(room, _)| room == join.room) {
-                return Gate::Parked;
+            if !cluster.opening.iter().any(|(room, _)| room == join.room) {
+                asked &= cluster.opening.push((truncated(join.room), now)).is_ok()
+                    && self.request(ClusterRequest::Open {
+                        room: truncated(join.room),
+                        resume: join.resume,
+                    });
             }
-            if cluster.opening.push((truncated(join.room), now)).is_err() {
-                return Gate::Full;
-            }
-            ClusterRequest::Open {
-                room: truncated(join.room),
-                resume: join.resume,
-            }
-        } else {
-            cluster.looking_up.retain(|(_, at)| now - *at < PATIENCE);
-            if cluster.looking_up.iter().any(|&(s, _)| s == session) {
-                return Gate::Parked;
-            }
-            if cluster.looking_up.push((session, now)).is_err() {
-                return Gate::Full;
-            }
-            ClusterRequest::Lookup {
-                room: truncated(join.room),
-                session,
-            }
-        };
-        if self.request(request) {
-            Gate::Parked
-        } else {
-            Gate::Full
         }
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Gate::Go;
+        };
+        if (needs_lookup || (open.is_none() && join.resume.is_some()))
+            && !cluster.found.contains(&session)
+        {
+            cluster.looking_up.retain(|(_, at)| now - *at < PATIENCE);
+            if !cluster.looking_up.iter().any(|&(s, _)| s == session) {
+                asked &= cluster.looking_up.push((session, now)).is_ok()
+                    && self.request(ClusterRequest::Lookup {
+                        room: truncated(join.room),
+                        session,
+                    });
+            }
+        }
+        if asked { Gate::Parked } else { Gate::Full }
     }
 
     /// A legacy peer's datagram in a cluster: whether its room is open (if not, it is
@@ -637,11 +636,19 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
         }
     }
 
-    /// Room `room` is fed from now on: its epoch (the same on every server, never 0) and
-    /// the sequence number of the first line [`handle_ordered`](Self::handle_ordered)
-    /// will give. The joins that waited for it go on. Returns `false` if the room table
-    /// is full (they are refused, and the room is to be closed).
-    pub fn open_room(&mut self, now: Instant, room: &str, epoch: u64, next_seq: u64) -> bool {
+    /// Room `room` is fed from now on: its epoch (the same on every server, never 0), the
+    /// sequence number of the first line [`handle_ordered`](Self::handle_ordered) will
+    /// give, and its members on other servers as `(server, session, nick)` (already
+    /// there: not announced). The joins that waited for it go on. Returns `false` if the
+    /// room table is full (they are refused, and the room is to be closed).
+    pub fn open_room<'n>(
+        &mut self,
+        now: Instant,
+        room: &str,
+        epoch: u64,
+        next_seq: u64,
+        roster: impl IntoIterator<Item = (u64, u64, &'n str)>,
+    ) -> bool {
         self.tick(now);
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.opening.retain(|(name, _)| name != room);
@@ -671,9 +678,19 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
             });
             return false;
         }
+        if let (Some(r), Some(cluster)) = (self.rooms.by_name(room), self.cluster.as_mut()) {
+            for (server, session, nick) in roster {
+                cluster.roster.add(r, server, session, nick);
+            }
+        }
         self.replay_parked(now, |p| p.room == room);
+        let waiting = self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.parked.iter().any(|p| p.room == room));
         if let Some(r) = self.rooms.by_name(room)
             && room != LEGACY_ROOM
+            && !waiting
             && self.rooms.get(r).is_some_and(|room| room.members == 0)
         {
             // Nobody came after all.
