@@ -382,7 +382,10 @@ impl<
                 self.waiting_since = now;
                 self.no_answer_told = false;
             }
-            ClientState::Joining => {}
+            ClientState::Joining => {
+                self.waiting_since = now;
+                self.no_answer_told = false;
+            }
             ClientState::SyncingClock | ClientState::Leaving | ClientState::Closed => return,
         }
         self.hello_due = true;
