@@ -74,9 +74,13 @@ enum Inner {
     },
     Opened {
         room: String,
-        id: String,
+        epoch: u64,
+        start: u64,
         roster: Vec<(u64, u64, String)>,
-        feeder: JoinHandle<()>,
+    },
+    OpenFailed {
+        room: String,
+        why: String,
     },
     Rosters {
         room: String,
@@ -113,9 +117,8 @@ struct Peer {
 
 struct Room {
     id: String,
-    feeder: JoinHandle<()>,
-    /// This server's members (for beats and roster answers).
-    local: HashMap<u64, String>,
+    /// The task feeding its lines, once it is open.
+    feeder: Option<JoinHandle<()>>,
     peers: HashMap<u64, Peer>,
 }
 
@@ -128,9 +131,10 @@ struct Broker {
     js: jetstream::Context,
     out: Out,
     inner: mpsc::UnboundedSender<Inner>,
+    /// Rooms open or being opened.
     rooms: HashMap<String, Room>,
-    /// Rooms being opened (an Open came; streams and rosters on their way).
-    opening: HashMap<String, ()>,
+    /// This server's members per room (for beats and roster answers), as the loop told.
+    local: HashMap<String, HashMap<u64, String>>,
     ids: HashMap<String, String>,
     senders: HashMap<(String, u64), Sender>,
     counters: Counters,
@@ -191,7 +195,7 @@ pub(super) async fn run(
         out,
         inner,
         rooms: HashMap::new(),
-        opening: HashMap::new(),
+        local: HashMap::new(),
         ids: HashMap::new(),
         senders: HashMap::new(),
         counters: Counters::default(),
@@ -216,7 +220,9 @@ pub(super) async fn run(
         }
     }
     for room in broker.rooms.values() {
-        room.feeder.abort();
+        if let Some(feeder) = &room.feeder {
+            feeder.abort();
+        }
     }
 }
 
@@ -249,12 +255,19 @@ impl Broker {
                 self.counters().await;
             }
             Command::Open { room, resume } => {
-                if self.rooms.contains_key(&room) || self.opening.contains_key(&room) {
-                    // Open already, or on its way: say where it stands.
+                if self.rooms.contains_key(&room) {
+                    // Open already, or on its way.
                     return;
                 }
-                self.opening.insert(room.clone(), ());
                 let id = self.id(&room);
+                self.rooms.insert(
+                    room.clone(),
+                    Room {
+                        id: id.clone(),
+                        feeder: None,
+                        peers: HashMap::new(),
+                    },
+                );
                 tokio::spawn(open(
                     self.js.clone(),
                     self.client.clone(),
@@ -264,13 +277,13 @@ impl Broker {
                     room,
                     id,
                     resume,
-                    self.out.clone(),
                     self.inner.clone(),
                 ));
             }
             Command::Close { room } => {
-                if let Some(r) = self.rooms.remove(&room) {
-                    r.feeder.abort();
+                self.local.remove(&room);
+                if let Some(feeder) = self.rooms.remove(&room).and_then(|r| r.feeder) {
+                    feeder.abort();
                 }
             }
             Command::Lookup { room, session } => {
@@ -299,9 +312,10 @@ impl Broker {
                 session,
                 nick,
             } => {
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    r.local.insert(session, nick.clone());
-                }
+                self.local
+                    .entry(room.clone())
+                    .or_default()
+                    .insert(session, nick.clone());
                 let message = Message::Join {
                     server: self.server,
                     session,
@@ -315,8 +329,8 @@ impl Broker {
                 nick,
                 kind,
             } => {
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    r.local.remove(&session);
+                if let Some(local) = self.local.get_mut(&room) {
+                    local.remove(&session);
                 }
                 let message = Message::Left {
                     server: self.server,
@@ -443,14 +457,16 @@ impl Broker {
             }
             Inner::Opened {
                 room,
-                id,
+                epoch,
+                start,
                 roster,
-                feeder,
             } => {
-                self.opening.remove(&room);
-                let mut peers: HashMap<u64, Peer> = HashMap::new();
+                let Some(r) = self.rooms.get_mut(&room) else {
+                    // Closed while it was being opened.
+                    return;
+                };
                 for (server, session, nick) in roster {
-                    peers
+                    r.peers
                         .entry(server)
                         .or_insert_with(|| Peer {
                             members: HashMap::new(),
@@ -459,17 +475,44 @@ impl Broker {
                         .members
                         .insert(session, nick);
                 }
-                if let Some(old) = self.rooms.insert(
-                    room,
-                    Room {
-                        id,
-                        feeder,
-                        local: HashMap::new(),
-                        peers,
-                    },
-                ) {
-                    old.feeder.abort();
+                // Who answered, and who said they joined meanwhile.
+                let roster = r
+                    .peers
+                    .iter()
+                    .flat_map(|(server, peer)| {
+                        peer.members
+                            .iter()
+                            .map(|(session, nick)| (*server, *session, nick.clone()))
+                    })
+                    .collect();
+                let stream = names::stream(&r.id);
+                // The room is open in the loop before its first line comes.
+                self.out
+                    .send(Event::Opened {
+                        room: room.clone(),
+                        epoch,
+                        next_seq: start,
+                        roster,
+                    })
+                    .await;
+                let feeder = tokio::spawn(feed(
+                    self.js.clone(),
+                    stream,
+                    room.clone(),
+                    start,
+                    self.out.clone(),
+                ));
+                if let Some(old) = self
+                    .rooms
+                    .get_mut(&room)
+                    .and_then(|r| r.feeder.replace(feeder))
+                {
+                    old.abort();
                 }
+            }
+            Inner::OpenFailed { room, why } => {
+                self.rooms.remove(&room);
+                self.out.send(Event::OpenFailed { room, why }).await;
             }
             Inner::Rosters { room, roster } => self.reconcile(&room, roster).await,
             Inner::Broker(up) => {
@@ -544,9 +587,12 @@ impl Broker {
             }
             Message::Who { .. } => {
                 if let Some(reply) = message.reply {
+                    let members = self.local.get(&room).map_or_else(Vec::new, |local| {
+                        local.iter().map(|(s, n)| (*s, n.clone())).collect()
+                    });
                     let roster = Message::Roster {
                         server: self.server,
-                        members: r.local.iter().map(|(s, n)| (*s, n.clone())).collect(),
+                        members,
                     };
                     let token = roster.seal(&self.ring, &mut self.rng);
                     let _ = self.client.publish(reply, Bytes::from(token)).await;
@@ -623,11 +669,12 @@ impl Broker {
         let mut messages = Vec::new();
         let mut gone = Vec::new();
         for (name, room) in self.rooms.iter_mut() {
+            let count = self.local.get(name).map_or(0, |local| local.len() as u64);
             messages.push((
                 name.clone(),
                 Message::Beat {
                     server: self.server,
-                    count: room.local.len() as u64,
+                    count,
                 },
             ));
             room.peers.retain(|server, peer| {
@@ -664,7 +711,6 @@ async fn open(
     room: String,
     id: String,
     resume: Option<(u64, u64)>,
-    out: Out,
     inner: mpsc::UnboundedSender<Inner>,
 ) {
     let name = names::stream(&id);
@@ -691,7 +737,7 @@ async fn open(
     let info = match info {
         Ok(info) => info,
         Err(why) => {
-            out.send(Event::OpenFailed { room, why }).await;
+            let _ = inner.send(Inner::OpenFailed { room, why });
             return;
         }
     };
@@ -702,19 +748,11 @@ async fn open(
         _ => end,
     };
     let roster = who(&client, &ring, &id, server).await;
-    out.send(Event::Opened {
-        room: room.clone(),
-        epoch,
-        next_seq: start,
-        roster: roster.clone(),
-    })
-    .await;
-    let feeder = tokio::spawn(feed(js, name, room.clone(), start, out));
     let _ = inner.send(Inner::Opened {
         room,
-        id,
+        epoch,
+        start,
         roster,
-        feeder,
     });
 }
 
