@@ -373,6 +373,23 @@ fn server_setting(d: &Documented) {
     }
 }
 
+/// The cluster's settings, as a server given `--cluster` reports them when it starts
+/// (the broker need not be there: the server waits for it).
+fn cluster_setting(d: &Documented) {
+    let server = ChatServer::start(KEY, &["--cluster", "nats://127.0.0.1:9"]);
+    let deadline = Instant::now() + QUICK;
+    let wanted = format!("{} {}", d.name, d.default.as_deref().unwrap());
+    loop {
+        let log = server.process.stderr_text();
+        if let Some(line) = log.lines().find(|l| l.starts_with("cluster: rooms served")) {
+            assert!(line.contains(&wanted), "{line} lacks {wanted}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "no cluster line: {log}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The server's sizes, as its start-up line reports what it reserved.
 fn server_storage(d: &Documented) {
     let server = ChatServer::start(KEY, &[]);
@@ -697,6 +714,9 @@ const DEFAULTS: &[(&str, &str, &str, Check)] = &[
         server_max_datagram_is_1232,
     ),
     ("server", "--ttl", "60", server_token_age),
+    ("server", "--cluster-replicas", "1", cluster_setting),
+    ("server", "--cluster-max-age", "604800", cluster_setting),
+    ("server", "--cluster-max-mib", "256", cluster_setting),
     ("server", "--clock-skew", "60", server_token_age),
     ("client", "SERVER", "127.0.0.1:12345", client_starting),
     (
@@ -798,6 +818,9 @@ const LIMITS: &[(&str, &str, u64, Option<u64>)] = &[
     ("server", "--max-datagram", 200, Some(65_507)),
     ("server", "--ttl", 1, Some(86_400)),
     ("server", "--clock-skew", 0, Some(86_400)),
+    ("server", "--cluster-replicas", 1, Some(5)),
+    ("server", "--cluster-max-age", 60, Some(31_536_000)),
+    ("server", "--cluster-max-mib", 1, Some(1_048_576)),
     ("client", "--nick", 1, Some(32)),
     ("client", "--room", 1, Some(32)),
     ("client", "--max-datagram", 200, Some(65_507)),
