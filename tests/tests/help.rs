@@ -182,6 +182,20 @@ fn context(command: &str, option: &str) -> Vec<&'static str> {
         "client" => vec!["127.0.0.1:9", "--json"],
         "demo" => vec!["--json"],
         "decrypt" => vec!["--ttl", "60"],
+        // Servers it starts, small, for one line: it ends by itself.
+        "bench" if option == "--servers" => vec![
+            "--spawn-server",
+            "-c",
+            "1",
+            "-n",
+            "1",
+            "--server-arg=--max-members",
+            "--server-arg=4",
+            "--server-arg=--max-rooms",
+            "--server-arg=1",
+            "--server-arg=--history",
+            "--server-arg=16",
+        ],
         "bench" => vec!["127.0.0.1:9"],
         "firmware-sim" if option == "--nick" => vec!["--server", "127.0.0.1:9"],
         "firmware-sim" => vec!["--server", "127.0.0.1:9", "--nick", "dev"],
@@ -213,7 +227,7 @@ fn judge(command: &str, option: &str, value: &str, refusal_expected: bool) -> Ve
     // (a server, a client trying to join): 1.5 s tells. The demo has a server of its
     // own, which it stops when it ends (it does, at the end of its input): never kill
     // it, or its server would outlive it.
-    let wait = if command == "demo" || refusal_expected {
+    let wait = if command == "demo" || option == "--servers" || refusal_expected {
         QUICK
     } else {
         Duration::from_millis(1500)
@@ -766,6 +780,7 @@ const DEFAULTS: &[(&str, &str, &str, Check)] = &[
         in_the_default_bench_run,
     ),
     ("bench", "--rooms", "1", in_the_default_bench_run),
+    ("bench", "--servers", "1", in_the_default_bench_run),
     (
         "bench",
         "--time-limit",
@@ -832,6 +847,7 @@ const LIMITS: &[(&str, &str, u64, Option<u64>)] = &[
     ("bench", "--messages", 1, Some(50_000_000)),
     ("bench", "--size", 24, Some(810)),
     ("bench", "--window", 1, Some(1024)),
+    ("bench", "--servers", 1, Some(16)),
     ("firmware-sim", "--nick", 1, Some(32)),
     ("firmware-sim", "--room", 1, Some(32)),
 ];
