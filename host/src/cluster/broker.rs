@@ -34,6 +34,8 @@ const HDR_MSG_ID: &str = "Hc-Msg-Id";
 const HDR_PREV: &str = "Hc-Prev";
 /// Lines of a session found by a lookup: as many answers as a member's window.
 const LOOKUP_LINES: usize = chat_core::session::RECEIPTS;
+/// How often changed counters are told to the loop.
+const COUNTERS_EVERY: Duration = Duration::from_millis(250);
 /// How long a roster request collects answers.
 const WHO_WAIT: Duration = Duration::from_millis(150);
 /// Waits between tries of a failed publication or consumer.
@@ -64,13 +66,16 @@ enum Inner {
     Published {
         room: String,
         origin: u64,
+        msg_id: u32,
         outcome: Publication,
     },
-    /// The last line of `origin` in `room`: `(msg_id, seq)`.
+    /// The last line of `origin` in `room`: `(msg_id, seq)`; `asked` when the
+    /// publisher asked for it (else a member's lookup found it).
     Last {
         room: String,
         origin: u64,
         last: Option<(u32, u64)>,
+        asked: bool,
     },
     Opened {
         room: String,
@@ -138,6 +143,8 @@ struct Broker {
     ids: HashMap<String, String>,
     senders: HashMap<(String, u64), Sender>,
     counters: Counters,
+    /// The counters changed since the loop was last told.
+    counters_changed: bool,
     up: bool,
 }
 
@@ -199,6 +206,7 @@ pub(super) async fn run(
         ids: HashMap::new(),
         senders: HashMap::new(),
         counters: Counters::default(),
+        counters_changed: false,
         up: false,
     };
     let mut presence = loop {
@@ -208,6 +216,7 @@ pub(super) async fn run(
         }
     };
     let mut beat = tokio::time::interval(HEARTBEAT);
+    let mut tell_counters = tokio::time::interval(COUNTERS_EVERY);
     loop {
         tokio::select! {
             command = commands.recv() => match command {
@@ -217,6 +226,11 @@ pub(super) async fn run(
             Some(inner) = inner_rx.recv() => broker.inner(inner).await,
             Some(message) = presence.next() => broker.presence(message).await,
             _ = beat.tick() => broker.beat().await,
+            _ = tell_counters.tick() => {
+                if std::mem::take(&mut broker.counters_changed) {
+                    broker.counters().await;
+                }
+            }
         }
     }
     for room in broker.rooms.values() {
@@ -252,7 +266,7 @@ impl Broker {
                 let sender = self.senders.entry((room.clone(), origin)).or_default();
                 sender.queue.push_back((msg_id, Bytes::from(token)));
                 self.next_publication(&room, origin);
-                self.counters().await;
+                self.counters_changed = true;
             }
             Command::Open { room, resume } => {
                 if self.rooms.contains_key(&room) {
@@ -298,6 +312,7 @@ impl Broker {
                         room: room.clone(),
                         origin: session,
                         last,
+                        asked: false,
                     });
                     out.send(Event::Found {
                         room,
@@ -375,7 +390,12 @@ impl Broker {
             // Where the session's lines stand in the room is not known here yet.
             tokio::spawn(async move {
                 let last = lookup(&js, &id, origin).await.last().copied();
-                let _ = inner.send(Inner::Last { room, origin, last });
+                let _ = inner.send(Inner::Last {
+                    room,
+                    origin,
+                    last,
+                    asked: true,
+                });
             });
             return;
         };
@@ -388,6 +408,7 @@ impl Broker {
             let _ = inner.send(Inner::Published {
                 room,
                 origin,
+                msg_id,
                 outcome,
             });
         });
@@ -398,6 +419,7 @@ impl Broker {
             Inner::Published {
                 room,
                 origin,
+                msg_id,
                 outcome,
             } => {
                 let key = (room.clone(), origin);
@@ -407,7 +429,9 @@ impl Broker {
                 sender.busy = false;
                 match outcome {
                     Publication::Stored { seq, duplicate } => {
-                        sender.queue.pop_front();
+                        if sender.queue.front().is_some_and(|(m, _)| *m == msg_id) {
+                            sender.queue.pop_front();
+                        }
                         sender.last_seq = Some(seq.max(sender.last_seq.unwrap_or(0)));
                         sender.backoff = Duration::ZERO;
                         self.counters.published += u64::from(!duplicate);
@@ -427,18 +451,24 @@ impl Broker {
                     }
                 }
                 self.next_publication(&room, origin);
-                self.counters().await;
+                self.counters_changed = true;
             }
-            Inner::Last { room, origin, last } => {
+            Inner::Last {
+                room,
+                origin,
+                last,
+                asked,
+            } => {
                 if let Some(sender) = self.senders.get_mut(&(room.clone(), origin)) {
+                    if sender.busy && !asked {
+                        // A publication is on its way: its answer says more.
+                        return;
+                    }
                     let (last_msg, last_seq) = match last {
                         Some((msg_id, seq)) => (Some(msg_id), seq),
                         None => (None, 0),
                     };
                     sender.last_seq = Some(last_seq);
-                    if sender.busy && sender.queue.is_empty() {
-                        sender.busy = false;
-                    }
                     if let Some(last_msg) = last_msg {
                         // Lines stored already (by us before, or by another server): their
                         // receipts come with the room's order.
