@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Builds the firmware image (firmware-sim/image, its own workspace) in release (opt-level
-# "z", LTO, panic=abort) and prints its sizes; checks the device library builds for
-# thumbv6m-none-eabi and riscv32imac-unknown-none-elf; with QEMU, measures the stack.
+# "z", LTO, panic=abort) and prints its sizes; checks the device libraries (the node,
+# the raw-smoltcp and the embassy-net drivers) build for thumbv6m-none-eabi and
+# riscv32imac-unknown-none-elf; with QEMU, measures the stack. The boards:
+# boards/build-boards.sh.
 #
 #   firmware-sim/build-firmware.sh            # build, sizes, portability checks
 #   firmware-sim/build-firmware.sh --qemu     # also run under QEMU: stack high-water mark
 #
 # Needs: rustup targets thumbv7em-none-eabihf thumbv6m-none-eabi thumbv7m-none-eabi
 # riscv32imac-unknown-none-elf; binutils-arm-none-eabi (arm-none-eabi-size, -nm);
-# qemu-system-arm for --qemu. Budget: flash <= 40 KiB, RAM (statics + stack) <= 16 KiB.
+# qemu-system-arm for --qemu. Budget: flash <= 48 KiB, RAM (statics + stack) <= 16 KiB
+# (48 KiB: protocol version 2 took the image past 40 KiB; see BENCHMARKS.md, "Firmware").
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -18,7 +21,7 @@ image_target_dir="${target_dir}-image"
 qemu=0
 [[ "${1:-}" == "--qemu" ]] && qemu=1
 
-FLASH_BUDGET=$((40 * 1024))
+FLASH_BUDGET=$((48 * 1024))
 RAM_BUDGET=$((16 * 1024))
 
 size_of() { # elf -> "flash ram" (flash: vectors+text+rodata+data; ram: data+bss+uninit)
@@ -67,10 +70,17 @@ echo "== board image (mps2-an385, --features board-an385), thumbv7m-none-eabi"
 read -r flash ram < <(size_of "$image_target_dir/thumbv7m-none-eabi/release/firmware-image")
 echo "flash: $flash bytes; static RAM: $ram bytes"
 
+# The device libraries alone, as a board links them: the node (no network stack), the
+# raw-smoltcp driver, the embassy-net driver (its own smoltcp).
 for target in thumbv6m-none-eabi riscv32imac-unknown-none-elf; do
-  echo "== device library, $target"
-  (cd "$root" && CARGO_TARGET_DIR="$target_dir" \
-    cargo build --quiet --release -p firmware-sim --no-default-features --target "$target")
-  echo ok
+  for build in "firmware-sim --no-default-features" \
+    "firmware-sim --no-default-features --features smoltcp,ethernet" \
+    "firmware-embassy --no-default-features"; do
+    echo "== device library, $target: $build"
+    # shellcheck disable=SC2086 # the package and its flags, split on purpose
+    (cd "$root" && CARGO_TARGET_DIR="$target_dir" \
+      cargo build --quiet --release --target "$target" -p $build)
+  done
 done
+echo ok
 exit "$status"

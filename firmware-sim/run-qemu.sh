@@ -19,9 +19,12 @@
 #   --build-only       build, print the image's path, do not run
 #   -- ARGS...         more arguments for qemu-system-arm
 #
-# The port and key reach the firmware on QEMU's semihosting command line (-append), so
-# one image serves any server. That puts the key in this host's process list: fine for
-# an emulator on a developer's machine, not for anything else. The firmware's output
+# The port, the key and a 256-bit seed reach the firmware on QEMU's semihosting command
+# line (-append), so one image serves any server. QEMU's boards have no TRNG: the seed,
+# 32 bytes from this host's CSPRNG (/dev/urandom), seeds the firmware's ChaCha20 CSPRNG.
+# That puts the key and the seed in this host's process list: fine for an emulator on a
+# developer's machine, not for anything else (a real board reads its key from a flash
+# config block and its entropy from its hardware RNG: see firmware-sim/boards/). The firmware's output
 # (JSON events, "board got: NICK: TEXT" lines) is QEMU's stdout; its exit status is the
 # firmware's (0 after "/exit").
 #
@@ -71,8 +74,8 @@ command -v qemu-system-arm >/dev/null || {
   echo "run-qemu.sh: qemu-system-arm not found (Debian/Ubuntu: apt-get install qemu-system-arm)" >&2
   exit 2
 }
-# Varies the firmware's (insecure, stand-in) RNG between runs: 64 bits from the host.
-seed="$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')"
+# The firmware's CSPRNG seed: 32 bytes from the host's, as 64 hex digits.
+seed="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
 echo "run-qemu.sh: board 10.0.2.15 -> server 10.0.2.2:$port (this host's 127.0.0.1:$port)" >&2
 exec qemu-system-arm -machine mps2-an385 -nographic -nic user,model=lan9118 \
   -semihosting-config enable=on,target=native -kernel "$elf" \

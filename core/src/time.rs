@@ -131,4 +131,71 @@ mod tests {
             Duration::from_millis(500)
         );
     }
+
+    #[test]
+    fn instants_and_durations_keep_their_milliseconds() {
+        for ms in [0, 1, 999, 1_700_000_000_123, u64::MAX] {
+            assert_eq!(Instant::from_millis(ms).millis(), ms);
+            assert_eq!(Duration::from_millis(ms).millis(), ms);
+        }
+        assert_eq!(Duration::ZERO.millis(), 0);
+        assert_eq!(Duration::from_secs(3).millis(), 3_000);
+        assert_eq!(Duration::from_secs(u64::MAX).millis(), u64::MAX);
+    }
+
+    #[test]
+    fn instant_arithmetic_saturates() {
+        let early = Instant::from_millis(1_000);
+        let late = Instant::from_millis(1_250);
+        assert_eq!(late - early, Duration::from_millis(250));
+        assert_eq!(late.saturating_since(early), Duration::from_millis(250));
+        assert_eq!(early - late, Duration::ZERO);
+        assert_eq!(early + Duration::from_millis(250), late);
+        assert_eq!(
+            Instant::from_millis(u64::MAX - 1) + Duration::from_millis(5),
+            Instant::from_millis(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_until_the_cap() {
+        let cap = Duration::from_secs(4);
+        let steps: [u64; 6] = [500, 1_000, 2_000, 4_000, 4_000, 4_000];
+        let mut rto = Duration::from_millis(250);
+        for want in steps {
+            rto = rto.doubled_up_to(cap);
+            assert_eq!(rto.millis(), want);
+        }
+        assert_eq!(Duration::ZERO.doubled_up_to(cap), Duration::ZERO);
+        assert_eq!(
+            Duration::from_millis(u64::MAX).doubled_up_to(Duration::from_millis(u64::MAX)),
+            Duration::from_millis(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn wall_clock_syncs_and_resyncs() {
+        let mut clock = WallClock::default();
+        assert!(!clock.is_synced());
+        assert_eq!(clock.unix_secs(Instant::from_millis(0)), None);
+        clock.sync(Instant::from_millis(10_000), 2_000_000);
+        assert!(clock.is_synced());
+        assert_eq!(
+            clock,
+            WallClock::synced(Instant::from_millis(10_000), 2_000_000)
+        );
+        assert_eq!(clock.unix_secs(Instant::from_millis(10_999)), Some(2_000));
+        assert_eq!(clock.unix_secs(Instant::from_millis(11_000)), Some(2_001));
+        // A later sync replaces the anchor (the clock was off by a minute).
+        clock.sync(Instant::from_millis(11_000), 2_061_000);
+        assert_eq!(clock.unix_secs(Instant::from_millis(11_000)), Some(2_061));
+        // Before the Unix epoch or past u64: saturates instead of wrapping.
+        let clock = WallClock::synced(Instant::from_millis(5_000), 1_000);
+        assert_eq!(clock.unix_secs(Instant::from_millis(0)), Some(0));
+        let clock = WallClock::synced(Instant::from_millis(0), 1_000);
+        assert_eq!(
+            clock.unix_secs(Instant::from_millis(u64::MAX)),
+            Some(u64::MAX / 1000)
+        );
+    }
 }

@@ -363,8 +363,17 @@ impl<'a> Repr<'a> {
                 let window = r.u8()?;
                 let epoch = r.u64()?;
                 let next_seq = r.u64()?;
+                if epoch == 0 && next_seq != 0 {
+                    // No position without a room to be in.
+                    return Err(Error::Malformed);
+                }
+                // Exactly the padding that makes JOIN_MIN_LEN (frames are canonical),
+                // all zeros.
+                let before = bytes.len().saturating_sub(r.0.len());
                 let padding = usize::from(r.u8()?);
-                if r.take(padding)?.iter().any(|&b| b != 0) {
+                if padding != JOIN_MIN_LEN.saturating_sub(before.saturating_add(1))
+                    || r.take(padding)?.iter().any(|&b| b != 0)
+                {
                     return Err(Error::Malformed);
                 }
                 Body::Join {
@@ -1075,10 +1084,21 @@ mod tests {
         };
         assert_eq!(welcome.buffer_len(), 72);
         assert!(welcome.buffer_len() <= JOIN_MIN_LEN);
-        // Padding must be zeros.
+        // Padding must be zeros, and exactly as long as needed.
         let len = join.emit(&mut buf).unwrap();
         buf[len - 1] = 1;
         assert_eq!(Repr::parse(&buf[..len]), Err(Error::Malformed));
+        buf[len - 1] = 0;
+        // Header, version, "a", "b", window, resume: the padding length is at 32.
+        let padding_at = HEADER_LEN + 1 + 2 + 2 + 1 + 16;
+        assert_eq!(usize::from(buf[padding_at]), len - padding_at - 1);
+        buf[padding_at] += 1;
+        buf[len] = 0;
+        assert_eq!(
+            Repr::parse(&buf[..len + 1]),
+            Err(Error::Malformed),
+            "more padding than needed"
+        );
     }
 
     #[test]

@@ -27,3 +27,51 @@ fn every_seed_written_from_the_protocol_text_parses_and_round_trips() {
     }
     assert!(seen >= 20, "one seed per kind: {seen}");
 }
+
+/// The examples PROTOCOL.md gives, byte for byte.
+#[test]
+fn the_protocol_texts_examples_are_what_the_code_writes() {
+    use chat_core::wire::{Body, Repr, VERSION};
+    let hex = |text: &str| -> Vec<u8> {
+        text.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    };
+    let session = 0x0102_0304_0506_0708;
+    let emit = |body| {
+        let mut buf = [0u8; 128];
+        let len = Repr { session, body }.emit(&mut buf).unwrap();
+        buf[..len].to_vec()
+    };
+    assert_eq!(
+        emit(Body::Chat {
+            msg_id: 1,
+            text: "hi"
+        }),
+        hex("C1 03 01 02 03 04 05 06 07 08 00 00 00 01 00 02 68 69")
+    );
+    assert_eq!(
+        emit(Body::Ack {
+            next_seq: 4,
+            selective: 0b10,
+            presence: 2
+        }),
+        hex(
+            "C1 06 01 02 03 04 05 06 07 08 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00 02 \
+             00 00 00 02"
+        )
+    );
+    let join = emit(Body::Join {
+        version: VERSION,
+        nick: "ann",
+        room: "lobby",
+        window: 16,
+        resume: None,
+    });
+    let mut expected = hex("C1 0E 01 02 03 04 05 06 07 08 02 03 61 6E 6E 05 6C 6F 62 62 79 10");
+    expected.extend([0u8; 16]);
+    expected.push(41);
+    expected.extend([0u8; 41]);
+    assert_eq!(join, expected);
+    assert_eq!(join.len(), 80);
+}

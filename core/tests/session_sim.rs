@@ -924,3 +924,50 @@ fn a_join_replayed_after_its_session_went_is_refused() {
     assert_eq!(sim.sent_to.get(&66), None);
     let _ = bob;
 }
+
+#[test]
+fn a_busy_room_serves_its_senders_in_turn() {
+    // Sixteen senders offer twenty lines each at once to a room whose history holds 32:
+    // most are told Busy; they get in in the order they came, so all finish close together
+    // (first come, first served), none starved.
+    let limits = RelayLimits {
+        history: 32,
+        history_bytes: RelayLimits::history_bytes_for(32),
+        ..SMALL
+    };
+    let mut sim = Sim::with(3, Faults::default(), RelayConfig::default(), limits);
+    let members: Vec<usize> = (0..16)
+        .map(|i| sim.add_client(&format!("s{i}"), "lobby"))
+        .collect();
+    sim.join_all(secs(5));
+    let start = sim.now;
+    for k in 0..20 {
+        for &m in &members {
+            sim.say(m, format!("{m} line {k}"));
+        }
+    }
+    assert!(sim.run_until(secs(60), Sim::all_answered));
+    let finished: Vec<u64> = members
+        .iter()
+        .map(|&m| {
+            let peer = &sim.peers[m];
+            peer.events
+                .iter()
+                .zip(&peer.times)
+                .filter(|(e, _)| matches!(e, ClientEvent::Delivered { .. }))
+                .map(|(_, t)| (*t - start).millis())
+                .max()
+                .unwrap()
+        })
+        .collect();
+    let (first, last) = (
+        *finished.iter().min().unwrap(),
+        *finished.iter().max().unwrap(),
+    );
+    assert!(sim.relay.stats().busy > 0, "the room was busy");
+    assert!(
+        last - first <= last / 4,
+        "senders finish together, none starved: {finished:?}"
+    );
+    assert_one_history(&sim, &members);
+}

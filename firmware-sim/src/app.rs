@@ -1,10 +1,10 @@
-//! The application proper: one smoltcp interface, one UDP socket, one chat client.
+//! The raw-smoltcp driver: a [`Node`] over one smoltcp interface and one UDP socket,
+//! for any [`smoltcp::phy::Device`] (a NIC driver, the PC bridge, a TUN interface).
+//! It only moves datagrams and time: the application is the [`Node`].
 
-use crate::{EVENTS, MAX_DATAGRAM, MAX_SEND_DATAGRAM, OUTBOX, TEXT_LEN};
-use crate::{UDP_PACKETS, UDP_RX_PAYLOAD, UDP_TX_PAYLOAD};
-use chat_core::fernet::{Key, KeyRing};
-use chat_core::session::{Client, ClientConfig, ClientEvent, ClientState, Dropped, SendError};
-use chat_core::time::{Instant, WallClock};
+use crate::node::{Error, Lines, Node, Output};
+use crate::{MAX_DATAGRAM, MAX_SEND_DATAGRAM, UDP_PACKETS, UDP_RX_PAYLOAD, UDP_TX_PAYLOAD};
+use chat_core::session::Dropped;
 use core::fmt;
 use rand_core::CryptoRng;
 use smoltcp::iface::{
@@ -14,9 +14,6 @@ use smoltcp::iface::{
 use smoltcp::phy::{Device, Medium};
 use smoltcp::socket::udp;
 use smoltcp::wire::{HardwareAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr};
-
-/// The chat client as sized for the device (see the [crate docs](crate)).
-pub type DeviceClient<R> = Client<R, 0, TEXT_LEN, OUTBOX, EVENTS>;
 
 /// Packets taken from the device in one [`App::poll`], so a flood cannot starve the
 /// rest of the main loop.
@@ -120,67 +117,23 @@ pub struct NetConfig {
     pub server: IpEndpoint,
 }
 
-/// Why the application could not start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
-    /// The nickname or room is not a valid name (1 to 32 bytes).
-    InvalidName,
-    /// The UDP socket could not be bound (port 0?).
-    Bind,
-    /// The gateway could not be set as the default route.
-    Route,
-    /// The device's medium is not the one this constructor serves (an Ethernet NIC
-    /// needs [`App::new_ethernet`], an IP device [`App::new`]).
-    Medium,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::InvalidName => "the nickname and room must be 1 to 32 bytes",
-            Self::Bind => "cannot bind the UDP socket",
-            Self::Route => "cannot route through the gateway",
-            Self::Medium => "the network device's medium does not match",
-        })
-    }
-}
-
-impl core::error::Error for Error {}
-
-/// Counters, for a status LED or a log.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Datagrams sent to the server.
-    pub sent: u32,
-    /// Datagrams the socket could not take (full); the client's timers resend.
-    pub send_failed: u32,
-    /// Datagrams from the server the client accepted.
-    pub received: u32,
-    /// Datagrams from anyone else, ignored.
-    pub foreign: u32,
-    /// Datagrams the client dropped, by [`Dropped::index`].
-    pub dropped: [u32; Dropped::ALL.len()],
-}
-
-/// The device application. See the [crate docs](crate) for the loop.
-pub struct App<'a, D, C, R> {
+/// The device application on smoltcp. See the [crate docs](crate) for the loop.
+pub struct App<'a, D, C, R, L> {
     device: D,
     clock: C,
     iface: Interface,
     sockets: SocketSet<'a>,
     udp: SocketHandle,
     server: IpEndpoint,
-    client: DeviceClient<R>,
+    node: Node<'a, R, L>,
     scratch: &'a mut [u8; MAX_DATAGRAM],
-    stats: Stats,
 }
 
-impl<D, C, R: CryptoRng> fmt::Debug for App<'_, D, C, R> {
+impl<D, C, R: CryptoRng, L> fmt::Debug for App<'_, D, C, R, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("App")
             .field("server", &self.server)
-            .field("state", &self.client.state())
-            .field("stats", &self.stats)
+            .field("node", &self.node)
             .finish_non_exhaustive()
     }
 }
@@ -196,15 +149,14 @@ fn net_instant(millis: u64) -> smoltcp::time::Instant {
     smoltcp::time::Instant::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
 }
 
-impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
+impl<'a, D: Device, C: Clock, R: CryptoRng, L: Lines> App<'a, D, C, R, L> {
     /// Brings up the interface and the socket over an IP device (`Medium::Ip`: a TUN
-    /// interface, the PC bridge, a modem), and starts joining `chat.room` as
-    /// `chat.nick`. `chat.max_datagram` is capped at [`MAX_DATAGRAM`].
+    /// interface, the PC bridge, a modem) for `node`. `seed` (from the RNG) seeds
+    /// smoltcp and picks the ephemeral port if `net.local_port` is 0.
     pub fn new(
-        chat: &ClientConfig<'_>,
+        node: Node<'a, R, L>,
         net: &NetConfig,
-        key: Key,
-        rng: R,
+        seed: u64,
         device: D,
         clock: C,
         buffers: Buffers<'a>,
@@ -214,7 +166,7 @@ impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
             hardware: HardwareAddress::Ip,
             device,
         };
-        Self::start(chat, net, key, rng, link, clock, buffers)
+        Self::start(node, net, seed, link, clock, buffers)
     }
 
     /// As [`new`](Self::new), over an Ethernet NIC (`Medium::Ethernet`) whose station
@@ -222,10 +174,9 @@ impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
     /// subnet) with ARP and answers ARP for `net.address`.
     #[cfg(feature = "ethernet")]
     pub fn new_ethernet(
-        chat: &ClientConfig<'_>,
+        node: Node<'a, R, L>,
         net: &NetConfig,
-        key: Key,
-        rng: R,
+        seed: u64,
         (device, mac): (D, smoltcp::wire::EthernetAddress),
         clock: C,
         buffers: Buffers<'a>,
@@ -235,14 +186,13 @@ impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
             hardware: HardwareAddress::Ethernet(mac),
             device,
         };
-        Self::start(chat, net, key, rng, link, clock, buffers)
+        Self::start(node, net, seed, link, clock, buffers)
     }
 
     fn start(
-        chat: &ClientConfig<'_>,
+        node: Node<'a, R, L>,
         net: &NetConfig,
-        key: Key,
-        mut rng: R,
+        seed: u64,
         link: Link<D>,
         mut clock: C,
         buffers: Buffers<'a>,
@@ -266,11 +216,10 @@ impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
             tx: tx_payload,
             scratch,
         } = buffers.payload;
-        let now_ms = clock.now_millis();
-        let now = net_instant(now_ms);
+        let now = net_instant(clock.now_millis());
 
         let mut config = IfaceConfig::new(hardware);
-        config.random_seed = rng.next_u64();
+        config.random_seed = seed;
         let mut iface = Interface::new(config, &mut device, now);
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(IpCidr::Ipv4(net.address));
@@ -286,25 +235,11 @@ impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
             udp::PacketBuffer::new(&mut rx_meta[..], &mut rx_payload[..]),
             udp::PacketBuffer::new(&mut tx_meta[..], &mut tx_payload[..]),
         );
-        let port = match net.local_port {
-            // An ephemeral port, as a NAT on the way expects.
-            0 => 49152 + (rng.next_u32() % 16384) as u16,
-            port => port,
-        };
-        socket.bind(port).map_err(|_| Error::Bind)?;
+        socket
+            .bind(local_port(net.local_port, seed))
+            .map_err(|_| Error::Bind)?;
         let mut sockets = SocketSet::new(&mut sockets[..]);
         let udp = sockets.add(socket);
-
-        let mut chat = *chat;
-        chat.max_datagram = chat.max_datagram.min(MAX_DATAGRAM);
-        let client = Client::new(
-            &chat,
-            KeyRing::new(key),
-            rng,
-            WallClock::default(),
-            Instant::from_millis(now_ms),
-        )
-        .ok_or(Error::InvalidName)?;
 
         Ok(Self {
             device,
@@ -313,41 +248,24 @@ impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
             sockets,
             udp,
             server: net.server,
-            client,
+            node,
             scratch,
-            stats: Stats::default(),
         })
     }
 
-    /// The device clock now.
-    pub fn now(&mut self) -> Instant {
-        Instant::from_millis(self.clock.now_millis())
+    /// The device clock now, milliseconds.
+    pub fn now(&mut self) -> u64 {
+        self.clock.now_millis()
     }
 
-    /// Queues a line for the room; see [`Client::send`].
-    pub fn send(&mut self, text: &str) -> Result<u32, SendError> {
-        self.client.send(text)
+    /// The application.
+    pub fn node(&self) -> &Node<'a, R, L> {
+        &self.node
     }
 
-    /// Says goodbye; the session closes when the server answers or after a short wait.
-    pub fn leave(&mut self) {
-        let now = self.now();
-        self.client.leave(now);
-    }
-
-    /// Where the client is.
-    pub fn state(&self) -> ClientState {
-        self.client.state()
-    }
-
-    /// The chat client, to read its state.
-    pub fn client(&self) -> &DeviceClient<R> {
-        &self.client
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> Stats {
-        self.stats
+    /// The application, e.g. to [`leave`](Node::leave).
+    pub fn node_mut(&mut self) -> &mut Node<'a, R, L> {
+        &mut self.node
     }
 
     /// The network device.
@@ -360,91 +278,71 @@ impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
         &mut self.device
     }
 
-    /// One round of the main loop: takes what the network brought to the client, runs
-    /// the client's timers, sends what it has to send, and hands every event to
-    /// `on_event` as soon as it happens (so a small event queue never fills).
-    pub fn poll(&mut self, mut on_event: impl FnMut(ClientEvent<TEXT_LEN>)) {
-        let now_ms = self.clock.now_millis();
-        let now = Instant::from_millis(now_ms);
-        let net_now = net_instant(now_ms);
+    /// One round of the main loop: hands the node what the network brought, runs it,
+    /// and sends what it has to send; every report goes to `out` as it happens.
+    pub fn poll(&mut self, out: &mut impl Output) {
+        let now = self.clock.now_millis();
+        let net_now = net_instant(now);
 
         self.iface.poll_maintenance(net_now);
         for _ in 0..MAX_INGRESS_PER_POLL {
             let result =
                 self.iface
                     .poll_ingress_single(net_now, &mut self.device, &mut self.sockets);
-            self.receive(now, &mut on_event);
+            self.receive(now, out);
             if result == PollIngressSingleResult::None {
                 break;
             }
         }
-        if self.client.poll_timeout().is_some_and(|at| at <= now) {
-            self.client.handle_timeout(now);
-        }
+        self.node.poll(now, out);
         self.transmit(now, net_now);
-        self.drain(&mut on_event);
     }
 
     /// When [`poll`](Self::poll) should run again at the latest, in device clock
     /// milliseconds (earlier if the network brings something).
     pub fn poll_at(&mut self) -> Option<u64> {
-        let now_ms = self.clock.now_millis();
+        let now = self.clock.now_millis();
         let net = self
             .iface
-            .poll_at(net_instant(now_ms), &self.sockets)
+            .poll_at(net_instant(now), &self.sockets)
             .map(|at| u64::try_from(at.total_millis()).unwrap_or(0));
-        let client = self.client.poll_timeout().map(Instant::millis);
-        match (net, client) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [net, self.node.poll_at()].into_iter().flatten().min()
     }
 
-    fn drain(&mut self, on_event: &mut impl FnMut(ClientEvent<TEXT_LEN>)) {
-        while let Some(event) = self.client.poll_event() {
-            on_event(event);
-        }
-    }
-
-    /// Hands every datagram the socket holds to the client.
-    fn receive(&mut self, now: Instant, on_event: &mut impl FnMut(ClientEvent<TEXT_LEN>)) {
+    /// Hands every datagram the socket holds to the node.
+    fn receive(&mut self, now: u64, out: &mut impl Output) {
         loop {
             let socket = self.sockets.get_mut::<udp::Socket<'_>>(self.udp);
             let Ok((payload, meta)) = socket.recv() else {
                 break;
             };
             if meta.endpoint != self.server {
-                self.stats.foreign = self.stats.foreign.saturating_add(1);
+                self.node.foreign();
                 continue;
             }
-            let len = payload.len();
-            let Some(datagram) = self.scratch.get_mut(..len) else {
-                count(&mut self.stats, Dropped::TooLong);
+            let Some(datagram) = self.scratch.get_mut(..payload.len()) else {
+                self.node.dropped(Dropped::TooLong);
                 continue;
             };
             datagram.copy_from_slice(payload);
-            match self.client.handle_datagram(now, datagram) {
-                Ok(()) => self.stats.received = self.stats.received.saturating_add(1),
-                Err(reason) => count(&mut self.stats, reason),
-            }
-            self.drain(on_event);
+            self.node.handle_datagram(now, datagram, out);
         }
     }
 
-    /// Moves what the client has to send into the socket, and the socket's datagrams
+    /// Moves what the node has to send into the socket, and the socket's datagrams
     /// onto the device.
-    fn transmit(&mut self, now: Instant, net_now: smoltcp::time::Instant) {
+    fn transmit(&mut self, now: u64, net_now: smoltcp::time::Instant) {
         loop {
             if !self.has_room() {
                 self.iface
                     .poll_egress(net_now, &mut self.device, &mut self.sockets);
                 if !self.has_room() {
                     // The device is busy: the rest waits for the next round (nothing
-                    // is taken from the client, so nothing is lost).
+                    // is taken from the node, so nothing is lost).
                     break;
                 }
             }
-            let Some(len) = self.client.poll_transmit(now, &mut self.scratch[..]) else {
+            let Some(len) = self.node.poll_transmit(now, &mut self.scratch[..]) else {
                 break;
             };
             let socket = self.sockets.get_mut::<udp::Socket<'_>>(self.udp);
@@ -452,17 +350,13 @@ impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
                 .scratch
                 .get(..len)
                 .is_some_and(|datagram| socket.send_slice(datagram, self.server).is_ok());
-            if sent {
-                self.stats.sent = self.stats.sent.saturating_add(1);
-            } else {
-                self.stats.send_failed = self.stats.send_failed.saturating_add(1);
-            }
+            self.node.transmitted(sent);
         }
         self.iface
             .poll_egress(net_now, &mut self.device, &mut self.sockets);
     }
 
-    /// Whether the socket can take the longest datagram the client may produce.
+    /// Whether the socket can take the longest datagram the node may produce.
     fn has_room(&self) -> bool {
         let socket = self.sockets.get::<udp::Socket<'_>>(self.udp);
         socket.can_send()
@@ -473,15 +367,19 @@ impl<'a, D: Device, C: Clock, R: CryptoRng> App<'a, D, C, R> {
     }
 }
 
-fn count(stats: &mut Stats, reason: Dropped) {
-    if let Some(n) = stats.dropped.get_mut(reason.index()) {
-        *n = n.saturating_add(1);
+/// `port`, or for 0 an ephemeral port (49152..=65535, as a NAT on the way expects)
+/// drawn from `seed`.
+pub fn local_port(port: u16, seed: u64) -> u16 {
+    match port {
+        0 => 49152 + ((seed >> 48) % 16384) as u16,
+        port => port,
     }
 }
 
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
+    use crate::node::DeviceClient;
     use crate::stub::StubDevice;
 
     /// A do-nothing RNG, for sizes only.
@@ -505,6 +403,9 @@ mod tests {
     #[cfg(feature = "ethernet")]
     #[test]
     fn medium_mismatch_is_an_error() {
+        use crate::node::Behaviour;
+        use chat_core::fernet::Key;
+        use chat_core::session::ClientConfig;
         use smoltcp::wire::{EthernetAddress, IpAddress};
         let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
         let mut metadata = Metadata::new();
@@ -515,11 +416,19 @@ mod tests {
             local_port: 0,
             server: IpEndpoint::new(IpAddress::v4(10, 0, 2, 2), 9),
         };
-        let result = App::new_ethernet(
+        let node = Node::new(
             &ClientConfig::new("board", "lobby"),
-            &net,
             Key::from_bytes(&[7; 32]),
             NoRng,
+            0,
+            Behaviour::default(),
+            (),
+        )
+        .unwrap();
+        let result = App::new_ethernet(
+            node,
+            &net,
+            4,
             (
                 StubDevice::dropping(&mut rx, &mut tx),
                 EthernetAddress([2, 0, 0, 0, 0, 1]),
@@ -538,9 +447,10 @@ mod tests {
     /// in a 16 KiB budget.
     #[test]
     fn ram_budget() {
-        type Fw = App<'static, StubDevice<'static>, fn() -> u64, NoRng>;
+        type Fw = App<'static, StubDevice<'static>, fn() -> u64, NoRng, ()>;
         let sizes = [
             ("App", size_of::<Fw>()),
+            ("Node", size_of::<Node<'static, NoRng, ()>>()),
             ("DeviceClient", size_of::<DeviceClient<NoRng>>()),
             ("Interface", size_of::<Interface>()),
             ("Metadata", size_of::<Metadata<'static>>()),
@@ -549,7 +459,7 @@ mod tests {
         std::println!("{sizes:?}");
         let total: usize = sizes
             .iter()
-            .filter(|(n, _)| *n != "DeviceClient" && *n != "Interface")
+            .filter(|(n, _)| !matches!(*n, "Node" | "DeviceClient" | "Interface"))
             .map(|(_, s)| s)
             .sum();
         assert!(total <= 8 * 1024, "{sizes:?}");

@@ -11,7 +11,10 @@ use chat_core::session::{
 use chat_core::time::{Instant, WallClock};
 use firmware_sim::bridge::UdpBridge;
 use firmware_sim::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
-use firmware_sim::{App, Buffers, Metadata, NetConfig, Payload, TEXT_LEN};
+use firmware_sim::{
+    App, Behaviour, Buffers, Metadata, NetConfig, Node, Output, Payload, Report, Script, TEXT_LEN,
+    What,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
@@ -188,6 +191,118 @@ fn seqs<const N: usize>(events: &[ClientEvent<N>]) -> Vec<u64> {
         .collect()
 }
 
+/// What the device reported.
+#[derive(Default)]
+struct Seen {
+    /// Chat events, with the device clock when they came.
+    events: Vec<(u64, ClientEvent<TEXT_LEN>)>,
+    /// Lines handed to the client: (id, text).
+    sent: Vec<(u32, String)>,
+}
+
+impl Output for Seen {
+    fn report(&mut self, report: &Report<'_>) {
+        match report.what {
+            What::Event(event) => self.events.push((report.device_ms, event.clone())),
+            What::Sent { id, text } => self.sent.push((id, text.to_owned())),
+            other => panic!("unexpected report {other:?}"),
+        }
+    }
+}
+
+/// The device over the bridge to `server`, its clock from zero.
+fn device_app<'a, L: firmware_sim::Lines>(
+    server: SocketAddr,
+    behaviour: Behaviour<'a>,
+    lines: L,
+    buffers: Buffers<'a>,
+) -> App<'a, UdpBridge, impl firmware_sim::Clock, StdRng, L> {
+    let device_ip = Ipv4Address::new(10, 42, 0, 2);
+    let virtual_server = IpEndpoint::new(IpAddress::v4(10, 42, 0, 1), server.port());
+    let bridge = UdpBridge::new(server, device_ip, virtual_server, 1500).unwrap();
+    let net = NetConfig {
+        address: Ipv4Cidr::new(device_ip, 24),
+        gateway: None,
+        local_port: 0,
+        server: virtual_server,
+    };
+    let boot = std::time::Instant::now();
+    let clock = move || boot.elapsed().as_millis() as u64;
+    let node = Node::new(
+        &ClientConfig::new("sensor", "lobby"),
+        Key::from_base64(KEY).unwrap(),
+        StdRng::seed_from_u64(2),
+        clock(),
+        behaviour,
+        lines,
+    )
+    .unwrap();
+    App::new(node, &net, 2, bridge, clock, buffers).unwrap()
+}
+
+/// A device told to leave when done sends its script (more lines than its outbox
+/// holds), waits for every answer, leaves and finishes `done`; every line given was
+/// delivered, once.
+#[test]
+fn device_app_leaves_once_every_line_is_answered() {
+    let server = Server::start(KEY);
+    let mut peer = Peer::join("alice", server.addr);
+    let end = std::time::Instant::now() + DEADLINE;
+    while peer.client.state() != ClientState::Joined && std::time::Instant::now() < end {
+        peer.step();
+        thread::sleep(Duration::from_millis(5));
+    }
+    let mut metadata = Metadata::new();
+    let mut payload = Payload::new();
+    let script = ["one", "two", "three", "four", "five"];
+    let behaviour = Behaviour {
+        leave_when_done: Some(firmware_sim::GRACE_MS),
+        ..Behaviour::default()
+    };
+    let buffers = Buffers {
+        metadata: &mut metadata,
+        payload: &mut payload,
+    };
+    let mut app = device_app(server.addr, behaviour, Script::new(&script), buffers);
+    let mut reports = Vec::new();
+    let mut out = |report: &Report<'_>| reports.push(report.json().to_string());
+    while app.node().finished().is_none() && std::time::Instant::now() < end {
+        app.poll(&mut out);
+        peer.step();
+        let now = app.now();
+        let wake = app.poll_at().unwrap_or(now + 10).min(now + 10);
+        app.device_mut()
+            .wait(Duration::from_millis(wake.saturating_sub(now)))
+            .unwrap();
+    }
+    let outcome = app.node().outcome().expect("finished");
+    assert_eq!(outcome.finish, firmware_sim::Finish::Done, "{reports:#?}");
+    assert_eq!(
+        (
+            outcome.joined,
+            outcome.given,
+            outcome.delivered,
+            outcome.undelivered
+        ),
+        (true, 5, 5, 0),
+        "{reports:#?}"
+    );
+    assert!(outcome.is_success());
+    let exit: Value = serde_json::from_str(reports.last().unwrap()).unwrap();
+    assert_eq!(exit["event"], "exit");
+    assert_eq!(exit["reason"], "done");
+    assert!(exit.get("error").is_none(), "{exit}");
+    // The room got each line once, in order.
+    let settle = std::time::Instant::now();
+    while settle.elapsed() < Duration::from_millis(300) {
+        peer.step();
+        thread::sleep(Duration::from_millis(5));
+    }
+    let got: Vec<String> = peer.lines().into_iter().map(|(_, line)| line).collect();
+    let expected: Vec<String> = script.iter().map(|l| format!("sensor: {l}")).collect();
+    assert_eq!(got, expected);
+}
+
 #[test]
 fn device_app_over_the_bridge_joins_sends_and_receives() {
     let server = Server::start(KEY);
@@ -207,11 +322,20 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
     let clock = move || boot.elapsed().as_millis() as u64;
     let mut metadata = Metadata::new();
     let mut payload = Payload::new();
-    let mut app = App::new(
+    let script = ["temp 21.5 C"];
+    let node = Node::new(
         &ClientConfig::new("sensor", "lobby"),
-        &net,
         Key::from_base64(KEY).unwrap(),
         StdRng::seed_from_u64(1),
+        clock(),
+        Behaviour::default(),
+        Script::new(&script),
+    )
+    .unwrap();
+    let mut app = App::new(
+        node,
+        &net,
+        1,
         bridge,
         clock,
         Buffers {
@@ -220,11 +344,10 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
         },
     )
     .unwrap();
-    assert_eq!(app.state(), ClientState::SyncingClock);
-    assert!(app.now().millis() < 1000, "the device clock starts at zero");
-    let reading = app.send("temp 21.5 C").unwrap();
+    assert_eq!(app.node().state(), ClientState::SyncingClock);
+    assert!(app.now() < 1000, "the device clock starts at zero");
 
-    let mut events: Vec<(u64, ClientEvent<TEXT_LEN>)> = Vec::new();
+    let mut out = Seen::default();
     let mut said_hello = false;
     let done = |events: &[(u64, ClientEvent<TEXT_LEN>)], peer: &Peer| {
         let device: Vec<_> = events.iter().map(|(_, e)| e.clone()).collect();
@@ -233,23 +356,26 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
             .any(|(_, line)| line == "alice: hello device")
             && device
                 .iter()
-                .any(|e| matches!(e, ClientEvent::Delivered { id, .. } if *id == reading))
+                .any(|e| matches!(e, ClientEvent::Delivered { id: 1, .. }))
             && peer
                 .lines()
                 .iter()
                 .any(|(_, line)| line == "sensor: temp 21.5 C")
     };
-    while boot.elapsed() < DEADLINE && !done(&events, &peer) {
-        let now = app.now().millis();
-        app.poll(|event| events.push((now, event)));
+    loop {
+        app.poll(&mut out);
+        if boot.elapsed() >= DEADLINE || done(&out.events, &peer) {
+            break;
+        }
         peer.step();
         if !said_hello
-            && app.state() == ClientState::Joined
+            && app.node().state() == ClientState::Joined
             && peer.client.state() == ClientState::Joined
         {
             peer.client.send("hello device").unwrap();
             said_hello = true;
         }
+        let now = app.now();
         let wake = app.poll_at().unwrap_or(now + 10).min(now + 10);
         app.device_mut()
             .wait(Duration::from_millis(wake.saturating_sub(now)))
@@ -258,11 +384,11 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
     // A little longer, to catch any duplicate.
     let settle = std::time::Instant::now();
     while settle.elapsed() < Duration::from_millis(700) {
-        let now = app.now().millis();
-        app.poll(|event| events.push((now, event)));
+        app.poll(&mut out);
         peer.step();
         app.device_mut().wait(Duration::from_millis(10)).unwrap();
     }
+    let Seen { events, sent } = out;
     assert!(
         done(&events, &peer),
         "device events: {events:#?}\npeer: {:#?}",
@@ -288,7 +414,7 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
         .position(|e| matches!(e, ClientEvent::Joined { .. }));
     assert!(clock_first < joined, "{device:#?}");
     let now = app.now();
-    let device_unix = app.client().clock().unix_secs(now).unwrap();
+    let device_unix = app.node().unix_secs(now).unwrap();
     assert!(
         device_unix.abs_diff(unix_millis() / 1000) <= 2,
         "device time {device_unix}"
@@ -316,7 +442,8 @@ fn device_app_over_the_bridge_joins_sends_and_receives() {
     );
     let peer_seqs = seqs(&peer.events);
     assert!(peer_seqs.windows(2).all(|w| w[0] < w[1]), "{peer_seqs:?}");
-    assert_eq!(app.stats().send_failed, 0);
+    assert_eq!(sent, [(1, "temp 21.5 C".to_owned())]);
+    assert_eq!(app.node().stats().send_failed, 0);
     assert_eq!(app.device().stats().dropped_out, 0);
 }
 
@@ -461,7 +588,7 @@ fn firmware_sim_binary_chats_in_json() {
     // Exactly once, in order.
     let texts: Vec<(u64, String)> = seen
         .iter()
-        .filter(|v| v["event"] == "message" && v["notice"] == false)
+        .filter(|v| v["event"] == "message")
         .map(|v| {
             (
                 v["seq"].as_u64().unwrap(),
@@ -489,6 +616,33 @@ fn firmware_sim_binary_chats_in_json() {
             .count(),
         1,
         "{peer_lines:?}"
+    );
+}
+
+/// A server that never answers (another key): at the end of input the simulator waits
+/// out its grace, reports the line undelivered, and exits 1 saying it never joined.
+#[test]
+fn never_joined_exits_1_naming_each_line() {
+    let server = Server::start(OTHER_KEY);
+    let addr = server.addr.to_string();
+    let mut sim = Sim::start(&["--nick", "sensor", "--server", &addr, "--json"], KEY);
+    let stdin = sim.child.stdin.as_mut().unwrap();
+    writeln!(stdin, "lost reading").unwrap();
+    drop(sim.child.stdin.take());
+    let mut seen = Vec::new();
+    let undelivered = sim.until(&mut seen, None, is("undelivered"));
+    assert_eq!(undelivered["text"], "lost reading", "{undelivered}");
+    let exit = sim.until(&mut seen, None, is("exit"));
+    assert_eq!(exit["reason"], "gave_up", "{exit}");
+    assert_eq!(exit["given"], 1, "{exit}");
+    assert_eq!(exit["undelivered"], 1, "{exit}");
+    let status = sim.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{seen:#?}");
+    let errors: Vec<String> = sim.stderr.try_iter().collect();
+    assert_eq!(
+        errors.last().map(String::as_str),
+        Some("firmware-sim: never joined room lobby: no answer from the server"),
+        "{errors:#?}"
     );
 }
 
@@ -521,7 +675,7 @@ fn periodic_readings_go_out() {
             "--json",
             "--every",
             "0.2",
-            "reading {n}",
+            "reading {N}",
         ],
         KEY,
     );

@@ -18,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 use rand_core::{TryCryptoRng, TryRng};
 
 type FuzzClient = Client<CounterRng, 0, 64, 2, 4, 2>;
-type FuzzRelay = Relay<'static, u8, CounterRng, 0>;
+type FuzzRelay<'s> = Relay<'s, u8, CounterRng, 0>;
 const UNIX_MS: u64 = 1_700_000_000_000;
 const SERVER: u8 = 0;
 
@@ -168,10 +168,34 @@ struct Packet {
     bytes: Vec<u8>,
 }
 
-struct World {
+/// A small relay's storage in fixed arrays (4 members, 2 rooms of 8 messages), as a
+/// device's would be.
+struct Storage {
+    members: [MemberSlot<u8>; 4],
+    gone: [GoneSlot; 4],
+    rooms: [RoomSlot; 2],
+    history: [HistoryEntry; 16],
+    history_bytes: [u8; 2 * 2048],
+    presence: [PresenceEntry; 8],
+}
+
+impl Storage {
+    fn new() -> Self {
+        Self {
+            members: [MemberSlot::EMPTY; 4],
+            gone: [GoneSlot::EMPTY; 4],
+            rooms: [RoomSlot::EMPTY; 2],
+            history: [HistoryEntry::EMPTY; 16],
+            history_bytes: [0u8; 2 * 2048],
+            presence: [PresenceEntry::EMPTY; 8],
+        }
+    }
+}
+
+struct World<'s> {
     key: Key,
     now: Instant,
-    relay: FuzzRelay,
+    relay: FuzzRelay<'s>,
     clients: [FuzzClient; 2],
     net: Vec<Packet>,
     /// Last room sequence number each client showed, and whether a gap is allowed next.
@@ -179,8 +203,8 @@ struct World {
     may_jump: [bool; 2],
 }
 
-impl World {
-    fn new() -> Self {
+impl<'s> World<'s> {
+    fn new(storage: &'s mut Storage) -> Self {
         let key = Key::from_bytes(&[3; 32]);
         let now = Instant::from_millis(0);
         let client = |i: u64, nick| {
@@ -193,15 +217,13 @@ impl World {
             )
             .expect("valid names")
         };
-        // A small relay in fixed arrays: 4 members, 2 rooms of 8 messages. Leaked: one
-        // world per input, and the fuzzer's process restarts often enough.
         let storage = RelayStorage {
-            members: Box::leak(Box::new([MemberSlot::EMPTY; 4])),
-            gone: Box::leak(Box::new([GoneSlot::EMPTY; 4])),
-            rooms: Box::leak(Box::new([RoomSlot::EMPTY; 2])),
-            history: Box::leak(Box::new([HistoryEntry::EMPTY; 16])),
-            history_bytes: Box::leak(Box::new([0u8; 2 * 2048])),
-            presence: Box::leak(Box::new([PresenceEntry::EMPTY; 8])),
+            members: &mut storage.members,
+            gone: &mut storage.gone,
+            rooms: &mut storage.rooms,
+            history: &mut storage.history,
+            history_bytes: &mut storage.history_bytes,
+            presence: &mut storage.presence,
         };
         Self {
             relay: Relay::new(
@@ -484,7 +506,8 @@ impl World {
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let mut world = World::new();
+    let mut storage = Box::new(Storage::new());
+    let mut world = World::new(&mut storage);
     for op in ops.into_iter().take(200) {
         world.pump();
         let pick = |world: &World, k: u8| {

@@ -29,6 +29,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Whether `value` is a `--json` presence event (protocol version 2) listing `nick`'s
+/// `change` (`joined`, `left`, `timed out`, `reconnected`).
+pub fn is_presence(value: &Value, nick: &str, change: &str) -> bool {
+    value["event"] == "presence"
+        && value["changes"].as_array().is_some_and(|changes| {
+            changes
+                .iter()
+                .any(|c| c["nick"] == nick && c["change"] == change)
+        })
+}
+
 /// How long building a binary may take (a cold build on a slow machine).
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 

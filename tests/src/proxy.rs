@@ -568,22 +568,48 @@ mod tests {
         (addr, handle)
     }
 
+    /// How long anything here may take: generous, as a loaded machine can pause the
+    /// proxy's thread for a while. Nothing waits for it unless something is wrong.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
     fn client() -> UdpSocket {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        socket
+        UdpSocket::bind("127.0.0.1:0").unwrap()
     }
 
-    /// Everything that comes back within the read timeout.
-    fn drain(socket: &UdpSocket) -> Vec<Vec<u8>> {
+    /// The next `n` datagrams (fewer if they do not come within [`PATIENCE`]), and any
+    /// others already queued behind them.
+    fn receive(socket: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + PATIENCE;
         let mut got = Vec::new();
         let mut buf = [0u8; 2048];
-        while let Ok(n) = socket.recv(&mut buf) {
-            got.push(buf[..n].to_vec());
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            socket.set_read_timeout(Some(left)).unwrap();
+            match socket.recv(&mut buf) {
+                Ok(len) => got.push(buf[..len].to_vec()),
+                Err(_) => break,
+            }
         }
+        socket.set_nonblocking(true).unwrap();
+        while let Ok(len) = socket.recv(&mut buf) {
+            got.push(buf[..len].to_vec());
+        }
+        socket.set_nonblocking(false).unwrap();
         got
+    }
+
+    /// Waits until `done` holds (the proxy's counters settle a moment after the last
+    /// datagram is forwarded); panics with `what` after [`PATIENCE`].
+    #[track_caller]
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]
@@ -598,19 +624,21 @@ mod tests {
             a.send_to(&[b'a', i], proxy.addr()).unwrap();
             b.send_to(&[b'b', i], proxy.addr()).unwrap();
         }
-        let (got_a, got_b) = (drain(&a), drain(&b));
+        let (got_a, got_b) = (receive(&a, 10), receive(&b, 10));
         assert_eq!(got_a, (0..10u8).map(|i| vec![b'a', i]).collect::<Vec<_>>());
         assert_eq!(got_b, (0..10u8).map(|i| vec![b'b', i]).collect::<Vec<_>>());
         let clients = proxy.clients();
         assert_eq!(clients.len(), 2);
         assert_ne!(clients[0].1, clients[1].1, "one upstream socket per client");
+        eventually("40 datagrams counted and captured", || {
+            proxy.counts(Direction::ToClient).sent == 20 && proxy.captured().len() == 40
+        });
         let up = proxy.counts(Direction::ToServer);
         assert_eq!((up.received, up.sent), (20, 20));
-        assert_eq!(proxy.counts(Direction::ToClient).sent, 20);
-        assert_eq!(proxy.captured().len(), 40);
         // Injected as `a`, answered to `a`.
         proxy.send_as(a.local_addr().unwrap(), b"injected").unwrap();
-        assert_eq!(drain(&a), vec![b"injected".to_vec()]);
+        assert_eq!(receive(&a, 1), vec![b"injected".to_vec()]);
+        assert_eq!(receive(&b, 0), Vec::<Vec<u8>>::new());
         drop(proxy);
         stop.store(true, Ordering::Relaxed);
         echo.join().unwrap();
@@ -642,19 +670,37 @@ mod tests {
             .map(|i| format!("datagram {i:05}").into_bytes())
             .collect();
         // Read while sending: the socket's buffer would not hold all the answers.
+        let got = Arc::new(Mutex::new(Vec::new()));
         let reader = {
             let socket = socket.try_clone().unwrap();
+            let (got, stop) = (Arc::clone(&got), Arc::clone(&stop));
             socket
-                .set_read_timeout(Some(Duration::from_secs(1)))
+                .set_read_timeout(Some(Duration::from_millis(20)))
                 .unwrap();
-            thread::spawn(move || drain(&socket))
+            thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n) = socket.recv(&mut buf) {
+                        lock(&got).push(buf[..n].to_vec());
+                    }
+                }
+            })
         };
         for datagram in &sent {
             socket.send_to(datagram, proxy.addr()).unwrap();
             thread::sleep(Duration::from_micros(200));
         }
-        let got = reader.join().unwrap();
+        // Settled: every datagram received, and every one not lost sent on (none held
+        // back for reordering or delay).
+        eventually("the proxy forwarded all 500", || {
+            let c = proxy.counts(Direction::ToServer);
+            c.received == 500 && c.sent == c.received - c.lost + c.duplicated
+        });
         let c = proxy.counts(Direction::ToServer);
+        eventually("every echo came back", || lock(&got).len() as u64 >= c.sent);
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+        let got = lock(&got).clone();
         assert_eq!(c.received, 500);
         for (what, n) in [
             ("lost", c.lost),

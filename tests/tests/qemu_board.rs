@@ -8,11 +8,12 @@
 //! `thumbv7m-none-eabi` Rust target (`rustup target add thumbv7m-none-eabi`): without
 //! them the test is ignored (see `tests/build.rs`), except on CI, where it runs and fails.
 //!
-//! The image is built once (release, into `<target dir>/firmware-image`); the port and
-//! a fresh key reach it on QEMU's semihosting command line (`-append`).
+//! The image is built once (release, into `<target dir>/firmware-image`); the port, a
+//! fresh key and a 256-bit seed for its CSPRNG (QEMU's boards have no TRNG) reach it on
+//! QEMU's semihosting command line (`-append`).
 
 use chat_core::fernet::{KEY_TEXT_LEN, Key};
-use e2e_tests::{ChatServer, Running, host_chat, run, workspace_root};
+use e2e_tests::{ChatServer, Running, host_chat, is_presence, run, workspace_root};
 use serde_json::Value;
 use std::io;
 use std::path::PathBuf;
@@ -82,10 +83,11 @@ fn server(key: &str) -> (Running, u16) {
 
 /// QEMU running the image: its stdout is the firmware's semihosting output.
 fn board(image: &PathBuf, port: u16, key: &str) -> Running {
-    let append = format!(
-        "port={port} key={key} seed={} secs=60",
-        rand::random::<u64>()
-    );
+    let seed: String = rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let append = format!("port={port} key={key} seed={seed} secs=60");
     let mut cmd = Command::new("qemu-system-arm");
     cmd.args(["-machine", "mps2-an385", "-nographic"])
         .args(["-nic", "user,model=lan9118"])
@@ -178,7 +180,8 @@ fn emulated_board_chats_over_its_lan9118_through_qemu_user_networking() {
     // "/exit" (typed `//exit`: `/exit` alone is the client's own command) ends QEMU.
     ann.send_line("//exit");
     let exit = wait(&mut board, &mut seen, |v| v["event"] == "exit");
-    assert_eq!(exit["reason"], "/exit", "{exit}");
+    assert_eq!(exit["reason"], "asked", "{exit}");
+    assert!(exit["stack_used"].as_u64().is_some(), "{exit}");
     let status = board.wait_exit(QUICK).expect("QEMU exits after /exit");
     assert!(status.success(), "{status}\n{}", board.report());
     assert!(!board.is_running());
@@ -186,9 +189,7 @@ fn emulated_board_chats_over_its_lan9118_through_qemu_user_networking() {
     assert!(closed, "the board left the room: {seen:#?}");
 
     // Ann sees the board leave: everything it sent has been relayed by then.
-    wait(&mut ann, &mut ann_seen, |v| {
-        v["event"] == "notice" && v["nick"] == "board" && v["text"] == "left"
-    });
+    wait(&mut ann, &mut ann_seen, |v| is_presence(v, "board", "left"));
     let from_board: Vec<(&str, u64)> = ann_seen
         .iter()
         .filter(|v| v["event"] == "message" && v["nick"] == "board")

@@ -251,8 +251,11 @@ fn the_demo_join_command_is_copyable_from_the_screen() {
     );
     // 80 columns: the command (over 100 characters) takes several rows.
     let tmux = Tmux::start(dir.path(), 80, 24, &shell_command);
+    // The whole command: its rows may break anywhere between words (the path to the
+    // binary decides where), each break a shell line continuation.
     let screen = tmux.wait_screen("the join command", |s| {
-        s.contains("To join from another terminal") && s.contains("--nick someone")
+        s.contains("To join from another terminal")
+            && s.replace(" \\\n", " ").contains("--nick someone")
     });
     eprintln!("--- demo:\n{screen}");
     let rows: Vec<&str> = screen

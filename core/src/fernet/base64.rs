@@ -59,7 +59,7 @@ const PAIRS: [u16; 4096] = {
     let mut table = [0_u16; 4096];
     let mut i = 0;
     while i < 4096 {
-        table[i] = ALPHABET[i >> 6] as u16 | (ALPHABET[i & 63] as u16) << 8;
+        table[i] = u16::from_le_bytes([ALPHABET[i >> 6], ALPHABET[i & 63]]);
         i += 1;
     }
     table
@@ -89,11 +89,15 @@ fn encode_group(n: u32) -> u32 {
 
 /// The four symbols of the 24 low bits of `n`, first symbol in the low byte: the small
 /// version for firmware, where 12 KiB of tables cost more flash than the speed is worth.
-#[cfg(not(feature = "fast-base64"))]
+/// Also built for the tests, which check it against the table-driven one.
+#[cfg(any(test, not(feature = "fast-base64")))]
 #[inline(always)]
-fn encode_group(n: u32) -> u32 {
+fn encode_group_small(n: u32) -> u32 {
     u32::from_le_bytes([symbol(n >> 18), symbol(n >> 12), symbol(n >> 6), symbol(n)])
 }
+
+#[cfg(not(feature = "fast-base64"))]
+use self::encode_group_small as encode_group;
 
 /// The 24-bit value of a group of four symbols, with [`BAD`] bits set if any symbol is
 /// outside the alphabet.
@@ -106,18 +110,20 @@ fn group_value([a, b, c, d]: [u8; 4]) -> u32 {
     at(t0, a) | at(t1, b) | at(t2, c) | at(t3, d)
 }
 
-/// As above, from the 256-byte table only.
-#[cfg(not(feature = "fast-base64"))]
+/// As above, from the 256-byte table only (and built for the tests, like
+/// [`encode_group_small`]).
+#[cfg(any(test, not(feature = "fast-base64")))]
 #[inline(always)]
-fn group_value([a, b, c, d]: [u8; 4]) -> u32 {
-    let [a, b, c, d] = [value(a), value(b), value(c), value(d)];
-    let n = a << 18 | b << 12 | c << 6 | d;
-    if (a | b | c | d) & 0x80 != 0 {
-        n | BAD
-    } else {
-        n
+fn group_value_small(group: [u8; 4]) -> u32 {
+    let [a, b, c, d] = group.map(value);
+    if [a, b, c, d].iter().any(|&v| v > 63) {
+        return BAD;
     }
+    a << 18 | b << 12 | c << 6 | d
 }
+
+#[cfg(not(feature = "fast-base64"))]
+use self::group_value_small as group_value;
 
 /// Length of the padded text for `len` bytes (saturating: absurd lengths fit no buffer).
 pub(crate) const fn encoded_len(len: usize) -> usize {
@@ -521,10 +527,110 @@ mod tests {
     }
 
     #[test]
+    fn two_bad_symbols_never_cancel_out() {
+        // The bad-symbol flag is ORed over a group and over four groups; two bad symbols
+        // anywhere (same group or not) must still be refused.
+        // Unpadded, and ending in one or two `=` (the final group's own checks).
+        let data: [u8; 48] = core::array::from_fn(|i| (i * 29 + 3) as u8);
+        for len in [48, 47, 46] {
+            let (buf, text_len) = encode(&data[..len]);
+            assert_eq!(text_len, 64);
+            let symbols = text_len - (48 - len);
+            let mut out = [0u8; 48];
+            for first in 0..symbols {
+                for second in first + 1..symbols {
+                    for bad in [b'+', 0xFF] {
+                        let mut corrupt = buf;
+                        corrupt[first] = bad;
+                        corrupt[second] = bad;
+                        let text = Text::new(&corrupt[..text_len]).unwrap();
+                        assert_eq!(
+                            text.decode_range(0, &mut out[..len]),
+                            Err(Invalid),
+                            "{len}: {first} {second}"
+                        );
+                        assert_eq!(decode_in_place(&mut corrupt[..text_len]), Err(Invalid));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The firmware's table-free group functions (what a build without `fast-base64`
+    /// uses) give what the tables give.
+    #[cfg(feature = "fast-base64")]
+    #[test]
+    fn the_small_group_functions_agree_with_the_tables() {
+        for position in 0..4 {
+            for value in 0..64u32 {
+                for others in [0u32, 63, 0b10_1010, 0b01_0101] {
+                    let n = (0..4).fold(0, |n, p| {
+                        n | if p == position { value } else { others } << (18 - 6 * p)
+                    });
+                    assert_eq!(encode_group(n), encode_group_small(n), "{n:#08x}");
+                }
+            }
+        }
+        let agree = |group: [u8; 4]| {
+            let (fast, small) = (group_value(group), group_value_small(group));
+            // Only the flag of a bad group matters: its value is never used.
+            assert_eq!(fast & BAD != 0, small & BAD != 0, "{group:?}");
+            if fast & BAD == 0 {
+                assert_eq!(fast, small, "{group:?}");
+            }
+        };
+        // Every byte at every position, among valid symbols and among bad ones.
+        for position in 0..4 {
+            for byte in 0..=u8::MAX {
+                for other in [b'A', b'z', b'-', b'_', b'+', b'=', 0x80, 0xFF] {
+                    let mut group = [other; 4];
+                    group[position] = byte;
+                    agree(group);
+                }
+            }
+        }
+        // Every mix of valid and bad symbols (two bad ones among valid, say).
+        let some = [
+            b'A', b'Q', b'z', b'0', b'_', b'-', b'+', b'/', b'=', 0x00, 0x80, 0xFF,
+        ];
+        for a in some {
+            for b in some {
+                for c in some {
+                    for d in some {
+                        agree([a, b, c, d]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn refuses_overlapping_placement() {
         let mut buf = [0u8; 8];
         assert_eq!(encode_tail_in_place(&mut buf, 0, 3), None);
         assert_eq!(encode_tail_in_place(&mut buf, 1, 3), Some(4));
         assert_eq!(encode_tail_in_place(&mut buf, 6, 3), None);
+    }
+
+    #[test]
+    fn a_refused_placement_leaves_the_buffer_alone() {
+        // Input running past the end of the buffer is refused before anything is
+        // written, whatever the length (one group, several, the four-group steps).
+        for len in 1..=40 {
+            let text_len = encoded_len(len);
+            let mut buf = [0u8; 64];
+            let room = &mut buf[..text_len + 1];
+            for (i, byte) in room.iter_mut().enumerate() {
+                *byte = i as u8;
+            }
+            let start = text_len + 1 - len + 1;
+            let before = room.to_vec();
+            assert_eq!(encode_tail_in_place(room, start, len), None, "{len}");
+            assert_eq!(room, &before[..], "{len}");
+        }
+        // And an exact fit is fine.
+        let mut buf = [7u8; 4];
+        assert_eq!(encode_tail_in_place(&mut buf, 1, 3), Some(4));
+        assert_eq!(&buf, b"BwcH");
     }
 }

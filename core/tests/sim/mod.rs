@@ -98,6 +98,8 @@ pub fn limits(members: usize, rooms: usize, history: usize) -> RelayLimits {
 pub struct Peer {
     pub client: Option<TestClient>,
     pub events: Vec<Event>,
+    /// When each event was seen.
+    pub times: Vec<Instant>,
     pub paused: bool,
     /// The application reads its events (when not, they wait in the client).
     pub reading: bool,
@@ -211,6 +213,7 @@ impl Sim {
         self.peers.push(Peer {
             client: Some(client),
             events: Vec::new(),
+            times: Vec::new(),
             paused: false,
             reading: true,
             backlog: Vec::new(),
@@ -331,6 +334,7 @@ impl Sim {
             && let Some(event) = client.poll_event()
         {
             peer.events.push(event);
+            peer.times.push(now);
         }
         if let Some(at) = client.poll_timeout() {
             self.timers.push(Reverse((at, index)));

@@ -4,28 +4,33 @@
 //! ```text
 //! qemu-system-arm -machine mps2-an385 -nographic -nic user,model=lan9118 \
 //!     -semihosting-config enable=on,target=native -kernel IMAGE \
-//!     -append "port=PORT key=BASE64KEY [seed=N] [secs=N] [nick=NAME] [room=NAME]"
+//!     -append "port=PORT key=BASE64KEY seed=64HEX [secs=N] [nick=NAME] [room=NAME]"
 //! ```
 //!
 //! The board is 10.0.2.15/24, its default route slirp's gateway 10.0.2.2, which is the
-//! host's 127.0.0.1: the server is 10.0.2.2:PORT. The key and the port come from the
-//! semihosting command line (`-append`), so one image serves every server.
+//! host's 127.0.0.1: the server is 10.0.2.2:PORT. The key, the port and the seed come
+//! from the semihosting command line (`-append`, read by `firmware_sim::config`), so one
+//! image serves every server. The seed is 32 bytes from the host's CSPRNG (QEMU's
+//! boards have no TRNG): the image refuses to start without one.
 //!
 //! It joins as `board` (room `lobby`), sends "hello from the board" and two readings,
-//! and prints over semihosting one JSON object per line for what happens (`boot`,
-//! `joined`, `sent`, `delivered`, `message`, `clock_synced`, ..., `exit`), and, for each
-//! member's line received, `board got: NICK: TEXT`. A line "/exit" from the room makes
-//! it leave and end QEMU (SYS_EXIT, status 0); so does the end of `secs` seconds of
-//! device time (default 120), with status 1.
+//! and prints over semihosting one JSON object per line (`boot`, then the device's
+//! reports: `joined`, `sent`, `delivered`, `message`, `clock_synced`, ..., `exit`,
+//! then `stats`), and, for each member's line received, `board got: NICK: TEXT`. A line
+//! "/exit" from the room makes it leave and end QEMU (SYS_EXIT): status 0 if it joined
+//! and its lines reached the room (the node's `Outcome`), else 1; the end of `secs`
+//! seconds of device time (default 120) ends it too, with status 1.
 
 use crate::lan9118::{self, Lan9118};
-use crate::{BoardRng, Uptime, halt, qemu};
+use crate::{Csprng, Uptime, halt, qemu};
 use chat_core::fernet::Key;
-use chat_core::session::{ClientConfig, ClientEvent, ClientState, JsonStr, SendError};
+use chat_core::session::{ClientConfig, ClientEvent, JsonStr};
 use core::fmt::{self, Write as _};
 use cortex_m_semihosting::{debug, hio};
+use firmware_sim::config::{self, Settings};
 use firmware_sim::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
-use firmware_sim::{App, Buffers, NetConfig, TEXT_LEN};
+use firmware_sim::{App, Behaviour, Buffers, Clock, NetConfig, Node, Output, Report, Script, What};
+use rand_core::{Rng as _, SeedableRng as _};
 
 /// QEMU slirp's fixed addresses.
 const BOARD_IP: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
@@ -38,47 +43,10 @@ const LINES: [&str; 3] = [
     "reading 1: temp 21.5 C",
     "reading 2: temp 21.7 C",
 ];
-/// How long leaving may take before the board exits anyway, device milliseconds.
-const LEAVE_MS: u64 = 8_000;
-
-/// The semihosting command line, parsed.
-struct Args<'a> {
-    port: Option<u16>,
-    key: Option<&'a str>,
-    seed: u64,
-    secs: u64,
-    nick: &'a str,
-    room: &'a str,
-}
-
-impl<'a> Args<'a> {
-    fn parse(line: &'a str) -> Self {
-        let mut args = Self {
-            port: None,
-            key: None,
-            seed: 0,
-            secs: 120,
-            nick: "board",
-            room: "lobby",
-        };
-        // The first word is the image's path; words without '=' are ignored.
-        for (name, value) in line
-            .split_ascii_whitespace()
-            .filter_map(|w| w.split_once('='))
-        {
-            match name {
-                "port" => args.port = value.parse().ok(),
-                "key" => args.key = Some(value),
-                "seed" => args.seed = value.parse().unwrap_or(0),
-                "secs" => args.secs = value.parse().unwrap_or(args.secs),
-                "nick" => args.nick = value,
-                "room" => args.room = value,
-                _ => {}
-            }
-        }
-        args
-    }
-}
+/// What a room member sends to make the board leave.
+const EXIT_LINE: &str = "/exit";
+/// Device seconds before the board gives up, unless `secs=` says otherwise.
+const DEFAULT_SECS: u64 = 120;
 
 /// Semihosting stdout, a line at a time (one host call per line).
 struct Out {
@@ -126,47 +94,30 @@ macro_rules! say {
     ($out:expr, $($arg:tt)*) => { $out.print(format_args!($($arg)*)) };
 }
 
-/// NOT A SECURE SEED: the host's clock, SysTick's count, and what the command line
-/// passes (run-qemu.sh and the test pass 64 bits from the host's CSPRNG), mixed. It
-/// only makes IVs and session ids differ between runs of the emulator; see
-/// [`BoardRng`] for what a real board needs.
-fn seed(from_host: u64) -> u64 {
-    let mut x = from_host
-        ^ qemu::host_time().rotate_left(32)
-        ^ u64::from(cortex_m::peripheral::SYST::get_current());
-    // splitmix64's finaliser; xorshift needs a non-zero state.
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    if x == 0 { 0x9E37_79B9_7F4A_7C15 } else { x }
-}
-
-/// What the event handler asks of the main loop.
-#[derive(Default)]
-struct Flags {
-    joined: bool,
-    exit_asked: bool,
-    closed: bool,
-}
-
-fn exit(out: &mut Out, reason: &str, now: u64, ok: bool) -> ! {
-    let (stack, _, _) = qemu::stack_used();
-    say!(
-        out,
-        r#"{{"event":"exit","reason":{},"device_ms":{now},"stack_used":{stack}}}"#,
-        JsonStr(reason)
-    );
-    debug::exit(if ok {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    halt()
+impl Output for Out {
+    fn report(&mut self, report: &Report<'_>) {
+        match report.what {
+            What::Finished(_) => {
+                let (stack, _, _) = qemu::stack_used();
+                say!(self, r#"{{{},"stack_used":{stack}}}"#, report.json_fields());
+            }
+            _ => say!(self, "{}", report.json()),
+        }
+        if let Some(ClientEvent::Message { nick, text, .. }) = report.event() {
+            say!(self, "board got: {nick}: {text}");
+        }
+    }
 }
 
 fn fail(out: &mut Out, message: &str) -> ! {
-    say!(out, r#"{{"event":"error","message":{}}}"#, JsonStr(message));
-    exit(out, "error", 0, false)
+    say!(
+        out,
+        "{}",
+        firmware_sim::node::error_json(format_args!("{message}"))
+    );
+    say!(out, r#"{{"event":"exit","reason":"error","device_ms":0}}"#);
+    debug::exit(debug::EXIT_FAILURE);
+    halt()
 }
 
 /// Runs the board: never returns (QEMU ends at SYS_EXIT).
@@ -174,11 +125,18 @@ pub fn run(
     buffers: Buffers<'static>,
     rx: &'static mut [u8; lan9118::FRAME],
     tx: &'static mut [u8; lan9118::FRAME],
+    cmdline: &'static mut [u8; 512],
 ) -> ! {
     let mut out = Out::new();
-    let mut cmdline = [0u8; 512];
-    let args = Args::parse(qemu::cmdline(&mut cmdline));
-    let Some(port) = args.port.filter(|&p| p != 0) else {
+    let args = Settings::from_fields(config::words(qemu::cmdline(cmdline)));
+    if let Some(name) = args.invalid {
+        say!(out, r#"{{"event":"error","setting":{}}}"#, JsonStr(name));
+        fail(
+            &mut out,
+            "a setting on the command line (qemu -append) is not valid",
+        )
+    }
+    let Some(port) = args.port else {
         fail(&mut out, "no port=PORT on the command line (qemu -append)")
     };
     let Some(key) = args.key.and_then(|k| Key::from_base64(k).ok()) else {
@@ -187,6 +145,14 @@ pub fn run(
             "no valid key=BASE64 on the command line (qemu -append)",
         )
     };
+    // QEMU's boards have no TRNG: the host's CSPRNG seeds ours, or nothing starts.
+    let Some(seed) = args.seed else {
+        fail(
+            &mut out,
+            "no seed=64HEX on the command line (qemu -append): 32 bytes from the host's CSPRNG",
+        )
+    };
+    let (nick, room) = (args.nick.unwrap_or("board"), args.room.unwrap_or("lobby"));
     let nic = match Lan9118::take_mps2(FALLBACK_MAC, rx, tx) {
         Ok(nic) => nic,
         Err(lan9118::InitError::NotFound { id_rev }) => {
@@ -208,8 +174,8 @@ pub fn run(
         BOARD_IP,
         GATEWAY,
         server,
-        JsonStr(args.nick),
-        JsonStr(args.room)
+        JsonStr(nick),
+        JsonStr(room)
     );
     let net = NetConfig {
         address: Ipv4Cidr::new(BOARD_IP, 24),
@@ -217,53 +183,37 @@ pub fn run(
         local_port: 0,
         server,
     };
-    let mut app = match App::new_ethernet(
-        &ClientConfig::new(args.nick, args.room),
-        &net,
+    let mut rng = Csprng::from_seed(seed);
+    let net_seed = rng.next_u64();
+    let behaviour = Behaviour {
+        exit_line: Some(EXIT_LINE),
+        run_for_ms: Some(args.secs.unwrap_or(DEFAULT_SECS).saturating_mul(1000)),
+        ..Behaviour::default()
+    };
+    let mut clock = Uptime::default();
+    let chat = ClientConfig::new(nick, room);
+    let node = Node::new(
+        &chat,
         key,
-        BoardRng(seed(args.seed)),
-        (nic, mac),
-        Uptime::default(),
-        buffers,
-    ) {
+        rng,
+        clock.now_millis(),
+        behaviour,
+        Script::new(&LINES),
+    );
+    let app =
+        node.and_then(|node| App::new_ethernet(node, &net, net_seed, (nic, mac), clock, buffers));
+    let mut app = match app {
         Ok(app) => app,
         Err(e) => {
             say!(out, r#"{{"event":"error","message":"{}"}}"#, e);
-            exit(&mut out, "error", 0, false)
+            fail(&mut out, "the device application did not start")
         }
     };
 
-    let deadline = args.secs.saturating_mul(1000);
-    let mut next_line = 0;
-    let mut flags = Flags::default();
-    let mut leaving_since: Option<u64> = None;
     loop {
-        let now = app.now().millis();
-        while flags.joined && leaving_since.is_none() {
-            let Some(text) = LINES.get(next_line) else {
-                break;
-            };
-            match app.send(text) {
-                Ok(id) => {
-                    say!(
-                        out,
-                        r#"{{"event":"sent","id":{id},"text":{}}}"#,
-                        JsonStr(text)
-                    );
-                    next_line += 1;
-                }
-                Err(SendError::QueueFull) => break,
-                Err(e) => {
-                    say!(out, r#"{{"event":"error","message":"not sent: {}"}}"#, e);
-                    next_line += 1;
-                }
-            }
-        }
-
-        app.poll(|event| on_event(&mut out, &mut flags, now, args.nick, args.room, event));
-
-        if flags.closed || app.state() == ClientState::Closed {
-            let stats = app.stats();
+        app.poll(&mut out);
+        if let Some(outcome) = app.node().outcome() {
+            let stats = app.node().stats();
             let nic = app.device().counters;
             say!(
                 out,
@@ -274,60 +224,14 @@ pub fn run(
                 nic.rx_dropped,
                 nic.tx
             );
-            let asked = flags.exit_asked;
-            exit(&mut out, if asked { "/exit" } else { "closed" }, now, asked)
-        }
-        if flags.exit_asked && leaving_since.is_none() {
-            app.leave();
-            leaving_since = Some(now);
-        }
-        if leaving_since.is_some_and(|at| now.saturating_sub(at) > LEAVE_MS) {
-            exit(&mut out, "/exit (no goodbye from the server)", now, true)
-        }
-        if now >= deadline {
-            exit(&mut out, "timeout", now, false)
+            debug::exit(if outcome.is_success() {
+                debug::EXIT_SUCCESS
+            } else {
+                debug::EXIT_FAILURE
+            });
+            halt()
         }
         // SysTick wakes us every millisecond (the NIC is polled).
         cortex_m::asm::wfi();
-    }
-}
-
-fn on_event(
-    out: &mut Out,
-    flags: &mut Flags,
-    now: u64,
-    nick: &str,
-    room: &str,
-    event: ClientEvent<TEXT_LEN>,
-) {
-    // The shape every driver shares (chat_core), plus what only the board knows.
-    match &event {
-        ClientEvent::Joined { .. } => say!(
-            out,
-            r#"{{{},"nick":{},"room":{}}}"#,
-            event.json_fields(),
-            JsonStr(nick),
-            JsonStr(room)
-        ),
-        ClientEvent::ClockSynced { .. } => {
-            say!(out, r#"{{{},"device_ms":{now}}}"#, event.json_fields())
-        }
-        _ => say!(out, "{{{}}}", event.json_fields()),
-    }
-    match event {
-        ClientEvent::Joined { .. } => flags.joined = true,
-        ClientEvent::Message {
-            nick,
-            text,
-            notice: false,
-            ..
-        } => {
-            say!(out, "board got: {nick}: {text}");
-            if text == "/exit" {
-                flags.exit_asked = true;
-            }
-        }
-        ClientEvent::Closed => flags.closed = true,
-        _ => {}
     }
 }

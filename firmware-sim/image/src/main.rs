@@ -3,6 +3,12 @@
 //! (a real board puts its NIC driver there); the clock is SysTick at 1 kHz, zero at
 //! reset. It joins as `sensor1`, sends a reading every 10 s, and counts what it gets.
 //!
+//! Randomness: a ChaCha20 CSPRNG ([`Csprng`]). QEMU's boards have no TRNG, so the
+//! `board-an385` image takes its 256-bit seed from the host at boot (`seed=` on the
+//! semihosting command line); the stub image, which never reaches a network (its device
+//! drops or reflects every packet), uses a fixed seed. A real board must seed it from
+//! its hardware RNG, or use that RNG directly: see `../boards/`.
+//!
 //! With the `qemu` feature (run on `qemu-system-arm -machine mps2-an386`), the stub
 //! reflects every packet so the receive path (MAC, AES) runs too, and after 8 s of
 //! device time the image prints its stack high-water mark over semihosting and exits.
@@ -19,7 +25,6 @@
 use chat_core::fernet::Key;
 #[cfg(not(feature = "board-an385"))]
 use chat_core::session::{ClientConfig, ClientEvent};
-use core::convert::Infallible;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
@@ -29,8 +34,10 @@ use firmware_sim::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
 #[cfg(not(feature = "board-an385"))]
 use firmware_sim::stub::StubDevice;
 #[cfg(not(feature = "board-an385"))]
-use firmware_sim::{App, NetConfig};
+use firmware_sim::{App, Behaviour, NetConfig, Node, Report};
 use firmware_sim::{Buffers, Clock, Metadata, Payload};
+#[cfg(not(feature = "board-an385"))]
+use rand_core::{Rng as _, SeedableRng as _};
 
 #[cfg(feature = "board-an385")]
 mod board;
@@ -42,12 +49,17 @@ const CORE_HZ: u32 = 25_000_000;
 /// A packet for the stub device: the longest datagram the device sends, with headers.
 #[cfg(not(feature = "board-an385"))]
 const PACKET: usize = firmware_sim::MAX_SEND_DATAGRAM + 28;
-/// The provisioned key. A real device keeps it in a protected flash page.
+/// The provisioned key. A real device keeps it in a flash config block (see
+/// `firmware_sim::config` and `../boards/`).
 #[cfg(not(feature = "board-an385"))]
 const KEY: [u8; 32] = [7; 32];
-/// Between two readings, device milliseconds.
+/// The stub image's seed: it never reaches a network, so a constant keeps it honest
+/// about size without pretending to be random. Never on a real board.
 #[cfg(not(feature = "board-an385"))]
-const READING_EVERY_MS: u64 = 10_000;
+const MEASUREMENT_SEED: [u8; 32] = [0x5A; 32];
+/// The reading: every 10 s (device time), numbered.
+#[cfg(not(feature = "board-an385"))]
+const READING: (u64, &str) = (10_000, "temp 21.5 C #{N}");
 
 /// Milliseconds since reset, counted by SysTick.
 static MILLIS: AtomicU32 = AtomicU32::new(0);
@@ -82,35 +94,10 @@ impl Clock for Uptime {
     }
 }
 
-/// NOT A SECURE RNG: a stand-in (xorshift64*) for the part's TRNG, so the image links
-/// and its size is honest. IVs and session ids must come from a hardware TRNG (or a
-/// CSPRNG seeded from one) on a real board.
-#[derive(Debug)]
-struct BoardRng(u64);
-
-impl rand_core::TryRng for BoardRng {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        Ok((self.try_next_u64()? >> 32) as u32)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        Ok(x.wrapping_mul(0x2545_F491_4F6C_DD1D))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for chunk in dst.chunks_mut(8) {
-            let bytes = self.try_next_u64()?.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-        Ok(())
-    }
-}
-
-impl rand_core::TryCryptoRng for BoardRng {}
+/// The image's CSPRNG: ChaCha20 (RustCrypto's `chacha20`, as `rand`'s `StdRng`), 20
+/// rounds. Only as good as its seed: QEMU's host passes one; a real board takes it from
+/// its hardware RNG.
+type Csprng = chacha20::ChaCha20Rng;
 
 #[panic_handler]
 fn panic(_: &PanicInfo<'_>) -> ! {
@@ -122,29 +109,6 @@ fn halt() -> ! {
     loop {
         cortex_m::asm::wfi();
     }
-}
-
-/// "temp 21.5 C #n" without core::fmt.
-#[cfg(not(feature = "board-an385"))]
-fn reading(n: u32, buf: &mut [u8; 32]) -> &str {
-    const PREFIX: &[u8] = b"temp 21.5 C #";
-    let (head, tail) = buf.split_at_mut(PREFIX.len());
-    head.copy_from_slice(PREFIX);
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    let mut n = n;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for (slot, digit) in tail.iter_mut().zip(digits[..len].iter().rev()) {
-        *slot = *digit;
-    }
-    core::str::from_utf8(&buf[..PREFIX.len() + len]).unwrap_or("temp")
 }
 
 #[entry]
@@ -159,6 +123,8 @@ fn main() -> ! {
     static mut RX_FRAME: [u8; lan9118::FRAME] = [0; lan9118::FRAME];
     #[cfg(feature = "board-an385")]
     static mut TX_FRAME: [u8; lan9118::FRAME] = [0; lan9118::FRAME];
+    #[cfg(feature = "board-an385")]
+    static mut CMDLINE: [u8; 512] = [0; 512];
 
     #[cfg(feature = "qemu")]
     qemu::paint_stack();
@@ -177,7 +143,7 @@ fn main() -> ! {
     };
 
     #[cfg(feature = "board-an385")]
-    board::run(buffers, RX_FRAME, TX_FRAME);
+    board::run(buffers, RX_FRAME, TX_FRAME, CMDLINE);
     #[cfg(not(feature = "board-an385"))]
     run_stub(buffers, RX, TX)
 }
@@ -195,41 +161,41 @@ fn run_stub(buffers: Buffers<'static>, rx: &'static mut [u8], tx: &'static mut [
         local_port: 0,
         server: IpEndpoint::new(IpAddress::v4(10, 42, 0, 1), 12345),
     };
-    let Ok(mut app) = App::new(
+    let mut rng = Csprng::from_seed(MEASUREMENT_SEED);
+    let seed = rng.next_u64();
+    let behaviour = Behaviour {
+        every: Some(READING),
+        ..Behaviour::default()
+    };
+    let mut clock = Uptime::default();
+    let Ok(node) = Node::new(
         &ClientConfig::new("sensor1", "lobby"),
-        &net,
         Key::from_bytes(&KEY),
-        BoardRng(0x9E37_79B9_7F4A_7C15),
-        device,
-        Uptime::default(),
-        buffers,
+        rng,
+        clock.now_millis(),
+        behaviour,
+        (),
     ) else {
         halt()
     };
+    let Ok(mut app) = App::new(node, &net, seed, device, clock, buffers) else {
+        halt()
+    };
 
-    let mut count = 0;
-    let mut next_reading = 0;
-    loop {
-        let now = app.now().millis();
-        if now >= next_reading {
-            count += 1;
-            let mut text = [0u8; 32];
-            // A full outbox: this reading is skipped, the next one goes.
-            let _ = app.send(reading(count, &mut text));
-            next_reading = now + READING_EVERY_MS;
+    let mut count = |report: &Report<'_>| {
+        if let Some(ClientEvent::Message { .. }) = report.event() {
+            // Main loop only: a load and a store (no CAS on thumbv6m).
+            RECEIVED.store(
+                RECEIVED.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
         }
-        app.poll(|event| {
-            if let ClientEvent::Message { .. } = event {
-                // Main loop only: a load and a store (no CAS on thumbv6m).
-                RECEIVED.store(
-                    RECEIVED.load(Ordering::Relaxed).wrapping_add(1),
-                    Ordering::Relaxed,
-                );
-            }
-            core::hint::black_box(&event);
-        });
+        core::hint::black_box(report);
+    };
+    loop {
+        app.poll(&mut count);
         #[cfg(feature = "qemu")]
-        if now >= 8_000 {
+        if app.now() >= 8_000 {
             qemu::report(&app);
         }
         // SysTick wakes us every millisecond; a NIC interrupt would too.
@@ -242,8 +208,7 @@ fn run_stub(buffers: Buffers<'static>, rx: &'static mut [u8], tx: &'static mut [
 mod qemu {
     //! What only QEMU offers: stack painting (fill the free RAM below the stack with a
     //! pattern at reset, and find later how deep the stack ever went), and the
-    //! semihosting calls the board image needs besides printing (its command line, the
-    //! host's clock).
+    //! semihosting call the board image needs besides printing (its command line).
 
     #[cfg(not(feature = "board-an385"))]
     use cortex_m_semihosting::{debug, hprintln};
@@ -312,23 +277,17 @@ mod qemu {
         core::str::from_utf8(&text[..end]).unwrap_or("")
     }
 
-    /// The host's clock, seconds since 1970 (SYS_TIME).
-    #[cfg(feature = "board-an385")]
-    pub fn host_time() -> u64 {
-        // SAFETY: SYS_TIME takes no argument block and writes no memory.
-        u64::from(unsafe { syscall1(nr::TIME, 0) } as u32)
-    }
-
     /// Prints the figures and ends the QEMU run.
     #[cfg(not(feature = "board-an385"))]
-    pub fn report<D, C, R>(app: &firmware_sim::App<'_, D, C, R>) -> !
+    pub fn report<D, C, R, L>(app: &firmware_sim::App<'_, D, C, R, L>) -> !
     where
         D: firmware_sim::smoltcp::phy::Device,
         C: firmware_sim::Clock,
         R: rand_core::CryptoRng,
+        L: firmware_sim::Lines,
     {
         let (used, total, bottom) = stack_used();
-        let stats = app.stats();
+        let stats = app.node().stats();
         hprintln!(
             "stack: {} bytes used of {} (high-water mark); statics end at {:#x}",
             used,
@@ -340,7 +299,7 @@ mod qemu {
             stats.sent,
             stats.dropped.iter().sum::<u32>(),
             stats.dropped[chat_core::session::Dropped::Unexpected.index()],
-            app.state()
+            app.node().state()
         );
         debug::exit(debug::EXIT_SUCCESS);
         super::halt()

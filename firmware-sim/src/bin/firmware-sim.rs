@@ -2,21 +2,25 @@
 //!
 //! The stack's IPv4/UDP packets go through a user-space bridge to a host UDP socket
 //! (no root needed), or with `--tap IFACE` (feature `tap`, Linux) to a TUN interface.
+//! What the device does, and when it is done, is the node's (`firmware_sim::node`):
+//! this program reads standard input, prints the node's reports and turns its outcome
+//! into host-chat's exit status (`chat_cli::exit`).
 
 use anyhow::Context;
 use chat_cli::count;
 use chat_cli::exit::{BadArgument, NotDelivered, check_names, exit_code};
 use chat_core::fernet::Key;
-use chat_core::session::{ClientConfig, ClientEvent, ClientState, JsonStr, SendError};
-use chat_core::time::Duration as CoreDuration;
+use chat_core::session::{ClientConfig, ClientEvent, JsonStr};
 use clap::Parser;
 use firmware_sim::bridge::UdpBridge;
 use firmware_sim::smoltcp::phy::Device;
 use firmware_sim::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
-use firmware_sim::{App, Buffers, Metadata, NetConfig, Payload, TEXT_LEN, keys};
-use rand::SeedableRng;
+use firmware_sim::{
+    App, Behaviour, Buffers, Event, GRACE_MS, Lines, Metadata, NetConfig, Node, Output, Payload,
+    Report, What, keys, node::NotSentReason,
+};
 use rand::rngs::{StdRng, SysRng};
-use serde_json::json;
+use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -36,11 +40,12 @@ server's machine; only `host-chat server` creates one). The device holds one key
 first of the source.
 
 Exit status: as `host-chat client`: 0 joined and every line reached the room; 1 never
-joined, refused, or a line did not reach the room; 2 usage or key problem; 3 system or
-network problem.
+joined, refused, or a line did not reach the room (each such line gets an `undelivered`
+event); 2 usage or key problem; 3 system or network problem.
 
 Network: the device's stack is at 10.42.0.2 and sees the server at 10.42.0.1 on the
-server's port; a user-space bridge carries its UDP payloads to and from ADDR.
+server's port; a user-space bridge carries its UDP payloads to and from ADDR. With
+--tap IFACE, the stack is on a Linux TUN interface instead.
 
 Examples:
   host-chat server --key-file k &
@@ -92,13 +97,11 @@ struct Cli {
     device_ip: String,
 }
 
-/// A periodic reading.
+/// A periodic reading: its period in milliseconds and its template.
 #[derive(Debug)]
 struct Every {
     period_ms: u64,
     text: String,
-    next_at: u64,
-    count: u64,
 }
 
 /// A device that can block until a packet arrives or the time is up.
@@ -112,10 +115,10 @@ impl Wait for UdpBridge {
     }
 }
 
-#[cfg(feature = "tap")]
+#[cfg(all(feature = "tap", target_os = "linux"))]
 use firmware_sim::smoltcp::phy::{Medium, TunTapInterface, wait as wait_fd};
 
-#[cfg(feature = "tap")]
+#[cfg(all(feature = "tap", target_os = "linux"))]
 impl Wait for TunTapInterface {
     fn wait_for(&mut self, timeout: Duration) -> io::Result<()> {
         use std::os::fd::AsRawFd;
@@ -151,8 +154,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Some(Every {
                 period_ms: (seconds * 1000.0) as u64,
                 text: text.clone(),
-                next_at: 0,
-                count: 0,
             })
         }
         None => None,
@@ -180,7 +181,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     drive(cli, key, every, bridge, &net)
 }
 
-#[cfg(feature = "tap")]
+#[cfg(all(feature = "tap", target_os = "linux"))]
 fn run_tap(
     cli: &Cli,
     iface: &str,
@@ -210,7 +211,7 @@ fn run_tap(
     drive(cli, key, every, device, &net)
 }
 
-#[cfg(not(feature = "tap"))]
+#[cfg(not(all(feature = "tap", target_os = "linux")))]
 fn run_tap(_: &Cli, _: &str, _: SocketAddr, _: Key, _: Option<Every>) -> anyhow::Result<()> {
     Err(BadArgument(
         "--tap: this build has no TUN support (build with `--features tap`, Linux only)".into(),
@@ -218,173 +219,125 @@ fn run_tap(_: &Cli, _: &str, _: SocketAddr, _: Key, _: Option<Every>) -> anyhow:
     .into())
 }
 
-/// Lines of standard input, read on their own thread; the channel closes at the end.
-fn stdin_lines() -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+/// Lines of standard input, read on their own thread, kept in order until the node
+/// takes them (empty lines skipped); ended at the end of input.
+#[derive(Debug)]
+struct StdinLines {
+    lines: Receiver<String>,
+    waiting: VecDeque<String>,
+    eof: bool,
+}
+
+impl StdinLines {
+    fn spawn() -> Self {
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            lines,
+            waiting: VecDeque::new(),
+            eof: false,
+        }
+    }
+
+    /// Takes in what standard input has given so far.
+    fn read(&mut self) {
+        while !self.eof {
+            match self.lines.try_recv() {
+                Ok(line) => {
+                    let line = line.trim_end_matches('\r');
+                    if !line.is_empty() {
+                        self.waiting.push_back(line.to_owned());
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.eof = true,
             }
         }
-    });
-    rx
+    }
+}
+
+impl Lines for StdinLines {
+    fn peek(&mut self) -> Option<&str> {
+        self.read();
+        self.waiting.front().map(String::as_str)
+    }
+
+    fn take(&mut self) {
+        self.waiting.pop_front();
+    }
+
+    fn ended(&self) -> bool {
+        self.eof
+    }
 }
 
 fn drive<D: Device + Wait>(
     cli: &Cli,
     key: Key,
-    mut every: Option<Every>,
+    every: Option<Every>,
     device: D,
     net: &NetConfig,
 ) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     // The device's monotonic clock: zero at "reset", as on a board without an RTC.
     let clock = move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let rng = StdRng::try_from_rng(&mut SysRng).context("cannot get randomness from the OS")?;
+    let mut rng = StdRng::try_from_rng(&mut SysRng).context("cannot get randomness from the OS")?;
+    let seed = rng.next_u64();
     let mut metadata = Metadata::new();
     let mut payload = Box::new(Payload::new());
     let buffers = Buffers {
         metadata: &mut metadata,
         payload: &mut payload,
     };
-    // As `host-chat client`: the grace after the end of input covers the lines too.
-    let chat = ClientConfig {
-        drain_timeout: CoreDuration::from_millis(0),
-        ..ClientConfig::new(&cli.nick, &cli.room)
+    let chat = ClientConfig::new(&cli.nick, &cli.room);
+    // At the end of input (without --every) the device leaves once every line is
+    // answered, or gives up after the grace, as `host-chat client` does.
+    let behaviour = Behaviour {
+        every: every.as_ref().map(|e| (e.period_ms, e.text.as_str())),
+        leave_when_done: Some(GRACE_MS),
+        ..Behaviour::default()
     };
-    let mut app = App::new(&chat, net, key, rng, device, clock, buffers)
+    let node = Node::new(&chat, key, rng, clock(), behaviour, StdinLines::spawn())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut out = Output {
+    let mut app =
+        App::new(node, net, seed, device, clock, buffers).context("the device did not start")?;
+    let mut out = Printer {
         json: cli.json,
         server: cli.server.clone(),
-        nick: cli.nick.clone(),
-        room: cli.room.clone(),
-        device_ms: 0,
-        joined: false,
-        refusal: None,
-        given: 0,
-        undelivered: 0,
     };
 
-    let lines = stdin_lines();
-    let mut pending: VecDeque<String> = VecDeque::new();
-    let mut eof = false;
-    // After the end of input: leave once all is answered, or by then (device ms).
-    let mut quit_by: Option<u64> = None;
     loop {
-        loop {
-            match lines.try_recv() {
-                Ok(line) => {
-                    let line = line.trim_end_matches('\r');
-                    if !line.is_empty() {
-                        out.given += 1;
-                        pending.push_back(line.to_owned());
-                    }
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    eof = true;
-                    break;
-                }
-            }
+        app.poll(&mut out);
+        if let Some(outcome) = app.node().outcome() {
+            return match outcome.failure() {
+                Some(failure) => Err(NotDelivered(failure.to_string()).into()),
+                None => Ok(()),
+            };
         }
-        let now = app.now().millis();
-        if let Some(every) = every.as_mut().filter(|e| e.next_at <= now) {
-            every.count += 1;
-            out.given += 1;
-            pending.push_back(
-                every
-                    .text
-                    // `{n}` too, as earlier versions documented it (clap's help
-                    // cannot show `{n}`: it reads it as a line break).
-                    .replace("{N}", &every.count.to_string())
-                    .replace("{n}", &every.count.to_string())
-                    .replace("{uptime}", &(now / 1000).to_string()),
-            );
-            every.next_at = every.next_at.saturating_add(every.period_ms).max(now);
-        }
-        while let Some(line) = pending.front() {
-            match app.send(line) {
-                Ok(id) => {
-                    out.sent(id, line);
-                    pending.pop_front();
-                }
-                Err(SendError::QueueFull) => break,
-                Err(e @ SendError::TooLong { .. }) => {
-                    out.undelivered(line, &e.to_string());
-                    pending.pop_front();
-                }
-                Err(SendError::Closed) => {
-                    for line in pending.drain(..) {
-                        out.undelivered(&line, "not sent: the session is closed");
-                    }
-                    break;
-                }
-            }
-        }
-
-        out.device_ms = now;
-        app.poll(|event| out.event(event));
-
-        let state = app.state();
-        if state == ClientState::Closed {
-            for line in pending.drain(..) {
-                out.undelivered(&line, "not sent: the session is closed");
-            }
-            return out.outcome();
-        }
-        if eof && every.is_none() && !matches!(state, ClientState::Leaving) {
-            let by = *quit_by.get_or_insert(now.saturating_add(QUIT_GRACE_MS));
-            let done = pending.is_empty()
-                && app.client().unacknowledged() == 0
-                && state == ClientState::Joined;
-            if done || by <= now {
-                app.leave();
-                continue;
-            }
-        }
-
-        let now = app.now().millis();
+        let now = app.now();
         // Standard input is looked at every 50 ms at least.
-        let mut wake = now.saturating_add(50);
-        if let Some(at) = app.poll_at() {
-            wake = wake.min(at);
-        }
-        if let Some(every) = &every {
-            wake = wake.min(every.next_at);
-        }
-        if let Some(by) = quit_by {
-            wake = wake.min(by);
-        }
+        let wake = app
+            .poll_at()
+            .unwrap_or(u64::MAX)
+            .min(now.saturating_add(50));
         app.device_mut()
             .wait_for(Duration::from_millis(wake.saturating_sub(now)))
             .context("network")?;
     }
 }
 
-/// After the end of input, how long (ms) the device may take to join and have every
-/// line answered before it leaves, as `host-chat client` does.
-const QUIT_GRACE_MS: u64 = 5_000;
-
-/// Prints events, as text or JSON lines, and keeps the score for the exit status.
+/// Prints the node's reports, as JSON lines or text.
 #[derive(Debug)]
-struct Output {
+struct Printer {
     json: bool,
     server: String,
-    nick: String,
-    room: String,
-    /// The device clock at the current poll.
-    device_ms: u64,
-    /// Joined the room (at least once).
-    joined: bool,
-    /// The server refused the join: why.
-    refusal: Option<String>,
-    /// Lines given (read or made by --every).
-    given: usize,
-    /// Lines given that did not reach the room.
-    undelivered: usize,
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time.
@@ -393,105 +346,67 @@ fn clock_time(unix: u64) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-impl Output {
-    fn print(&self, value: serde_json::Value) {
-        println!("{value}");
-    }
-
-    fn sent(&self, id: u32, text: &str) {
-        if self.json {
-            self.print(json!({"event": "sent", "id": id, "text": text}));
-        }
-    }
-
-    /// A line that will not reach the room, never taken by the session.
-    fn undelivered(&mut self, text: &str, why: &str) {
-        self.undelivered += 1;
-        if self.json {
-            self.print(json!({"event": "undelivered", "text": text, "reason": why}));
-        } else {
-            eprintln!("line not delivered ({why}): {text}");
-        }
-    }
-
-    /// How the session went, as the exit status sees it (as `host-chat client`).
-    fn outcome(&self) -> anyhow::Result<()> {
-        let failure = if let Some(reason) = &self.refusal {
-            format!("the server refused to let us in: {reason}")
-        } else if !self.joined {
+impl Output for Printer {
+    fn report(&mut self, report: &Report<'_>) {
+        let no_answer = || {
             format!(
-                "never joined room {} on {}: no answer",
-                self.room, self.server
+                "no answer from {} within 3 s: is `host-chat server` running there, with the same key?",
+                self.server
             )
-        } else if self.undelivered > 0 {
-            format!(
-                "{} of {} did not reach the room",
-                self.undelivered,
-                count(self.given as u64, "line")
-            )
-        } else {
-            return Ok(());
         };
-        Err(NotDelivered(failure).into())
-    }
-
-    fn event(&mut self, event: ClientEvent<TEXT_LEN>) {
-        match &event {
-            ClientEvent::Joined { .. } => self.joined = true,
-            ClientEvent::Refused { .. } | ClientEvent::Undelivered { .. } => {
-                self.undelivered += 1;
-            }
-            // A refused join is a notice before the session closes, never joined.
-            ClientEvent::Notice { text } if !self.joined => {
-                self.refusal = Some(text.as_str().to_owned());
-            }
-            _ => {}
-        }
-        let no_answer = format!(
-            "no answer from {} within 3 s: is `host-chat server` running there, with the same key?",
-            self.server
-        );
         if self.json {
-            // The shape every driver shares (chat_core), plus what only this one knows.
-            let extra = match &event {
-                ClientEvent::Joined { .. } => format!(
-                    r#","nick":{},"room":{}"#,
-                    JsonStr(&self.nick),
-                    JsonStr(&self.room)
-                ),
-                ClientEvent::NoAnswer { .. } => {
-                    eprintln!("{no_answer}");
-                    format!(r#","server":{}"#, JsonStr(&self.server))
-                }
-                ClientEvent::ClockSynced { .. } => format!(r#","device_ms":{}"#, self.device_ms),
-                _ => String::new(),
-            };
-            println!("{{{}{extra}}}", event.json_fields());
+            // The shape every driver shares (firmware_sim::Report), plus the server.
+            if let Some(ClientEvent::NoAnswer { .. }) = report.event() {
+                eprintln!("{}", no_answer());
+                println!(
+                    "{{{},\"server\":{}}}",
+                    report.json_fields(),
+                    JsonStr(&self.server)
+                );
+            } else {
+                println!("{}", report.json());
+            }
+            let _ = io::stdout().flush();
             return;
         }
+        let event: &Event = match report.what {
+            What::Event(event) => event,
+            What::NotSent { text, error } => {
+                return eprintln!("line not delivered ({}): {text}", NotSentReason(error));
+            }
+            // The failure, if any, is the program's error line.
+            What::Sent { .. } | What::Finished(_) => return,
+        };
         match event {
             ClientEvent::Message {
                 nick,
                 text,
                 timestamp,
                 ..
-            } => println!("[{}] {nick}: {text}", clock_time(timestamp)),
+            } => println!("[{}] {nick}: {text}", clock_time(*timestamp)),
             ClientEvent::Presence {
-                members, changes, ..
+                members,
+                skipped,
+                changes,
             } => {
                 for (kind, nick) in changes.iter() {
                     println!("* {nick} {}", kind.as_str());
                 }
-                eprintln!("{} in #{}", count(members, "member"), self.room);
+                if *skipped > 0 {
+                    println!("* {} more", count(*skipped, "change"));
+                }
+                eprintln!("{} in #{}", count(*members, "member"), report.room);
             }
             ClientEvent::Joined {
-                members, rejoined, ..
+                members,
+                rejoined,
+                nick,
+                ..
             } => eprintln!(
-                "{} #{} as {} ({})",
-                if rejoined { "rejoined" } else { "joined" },
-                self.room,
-                self.nick,
-                count(members, "member")
+                "{} #{} as {nick} ({})",
+                if *rejoined { "rejoined" } else { "joined" },
+                report.room,
+                count(*members, "member")
             ),
             ClientEvent::Delivered { .. } => {}
             ClientEvent::Refused { id, reason } => {
@@ -506,10 +421,10 @@ impl Output {
             }
             ClientEvent::Members { total, names, .. } => eprintln!(
                 "{}: {}",
-                count(total, "member"),
+                count(*total, "member"),
                 names.iter().collect::<Vec<_>>().join(", ")
             ),
-            ClientEvent::NoAnswer { .. } => eprintln!("{no_answer}"),
+            ClientEvent::NoAnswer { .. } => eprintln!("{}", no_answer()),
             ClientEvent::ServerLost { silent_for } => eprintln!(
                 "nothing heard from {} for {} s",
                 self.server,
@@ -519,8 +434,8 @@ impl Output {
             ClientEvent::Rejoining => eprintln!("the server lost our session: joining again"),
             ClientEvent::ClockSynced { unix_secs } => eprintln!(
                 "clock set from the server: {} UTC (device clock at {} ms)",
-                clock_time(unix_secs),
-                self.device_ms
+                clock_time(*unix_secs),
+                report.device_ms
             ),
             ClientEvent::Closed => eprintln!("left"),
         }

@@ -292,6 +292,7 @@ fn serve<'a>(
         next_stats: stats_every.map(|every| now + every),
         next_clock_sync: now + CLOCK_SYNC,
         wrong_key: WrongKeyLog::new(wrong_key::CAPACITY),
+        events: Vec::new(),
     };
     net::run(endpoint, &clock, config.max_datagram, &mut server).context("event loop failed")?;
     net::err(&format!(
@@ -314,9 +315,19 @@ struct Server<'a> {
     next_clock_sync: Instant,
     /// Who was told about in the log for sending tokens of another key.
     wrong_key: WrongKeyLog,
+    /// The relay's events, collected after every datagram (its own queue holds a few
+    /// hundred: a join storm makes thousands between two turns of the loop), logged in
+    /// the application's turn.
+    events: Vec<RelayEvent<SocketAddr>>,
 }
 
 impl Server<'_> {
+    fn collect_events(&mut self) {
+        while let Some(event) = self.relay.poll_event() {
+            self.events.push(event);
+        }
+    }
+
     fn log(&self, line: &str) {
         net::err(&format!("[{}] {line}", net::hms(net::unix_millis() / 1000)));
     }
@@ -661,10 +672,12 @@ impl Machine for Server<'_> {
         {
             self.log(&line);
         }
+        self.collect_events();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.relay.handle_timeout(now);
+        self.collect_events();
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -684,7 +697,8 @@ impl Machine for Server<'_> {
                 _ => {}
             }
         }
-        while let Some(event) = self.relay.poll_event() {
+        self.collect_events();
+        for event in std::mem::take(&mut self.events) {
             let line = match event {
                 RelayEvent::Joined {
                     addr,

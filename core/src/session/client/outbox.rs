@@ -207,7 +207,9 @@ impl<const TEXT: usize, const N: usize> Outbox<TEXT, N> {
     }
 
     /// The server could not take line `msg_id` now: it and every line after it go again
-    /// after `retry_after`, from a halved window. Whether it was ours.
+    /// after `retry_after`, from a halved window; with a `retry_after` of zero the room
+    /// has made room for it (it was first in line): they go at once, and the window
+    /// stays. Whether it was ours.
     pub fn on_busy(&mut self, now: Instant, msg_id: u32, retry_after: Duration) -> bool {
         let Some(at) = self
             .lines
@@ -221,7 +223,9 @@ impl<const TEXT: usize, const N: usize> Outbox<TEXT, N> {
                 line.state = State::Waiting { again };
             }
         }
-        self.cc.on_congestion_event();
+        if retry_after > Duration::ZERO {
+            self.cc.on_congestion_event();
+        }
         self.rtt.reset_backoff();
         self.hold_until = Some(now + retry_after);
         self.rto_deadline = (self.in_flight() > 0).then(|| now + self.rto());
@@ -347,6 +351,11 @@ mod tests {
             "an answer ends the backoff"
         );
         assert!(!o.on_busy(at(1001), 9, Duration::ZERO), "not ours");
+        // A zero wait is the room's turn for it: at once, the window kept.
+        let window = o.cc.window();
+        assert!(o.on_busy(at(1002), 1, Duration::ZERO));
+        assert_eq!(o.cc.window(), window);
+        assert!(o.has_due(at(1002)));
         assert_eq!(
             o.push("too long for sixteen", 16),
             Err(SendError::TooLong { max: 16 })

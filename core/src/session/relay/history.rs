@@ -41,6 +41,8 @@ pub(super) struct HistoryState {
     oldest: u32,
     /// Next byte to write.
     write: u32,
+    /// Bytes of tokens kept.
+    used: u32,
 }
 
 impl HistoryState {
@@ -60,6 +62,12 @@ impl HistoryState {
     /// The sequence number the next message gets.
     pub fn next_seq(&self) -> u64 {
         self.first_seq.saturating_add(u64::from(self.len))
+    }
+
+    /// Bytes of tokens kept.
+    #[cfg(test)]
+    pub fn used(&self) -> u32 {
+        self.used
     }
 }
 
@@ -166,6 +174,11 @@ impl History<'_> {
             return None;
         }
         let seq = self.state.first_seq;
+        let len = self
+            .ring_index(0)
+            .and_then(|i| self.entries.get(i))
+            .map_or(0, |e| u32::from(e.len));
+        self.state.used = self.state.used.saturating_sub(len);
         self.state.first_seq = seq.saturating_add(1);
         self.state.len -= 1;
         let cap = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
@@ -173,6 +186,7 @@ impl History<'_> {
         if self.state.len == 0 {
             self.state.oldest = 0;
             self.state.write = 0;
+            self.state.used = 0;
         }
         Some(seq)
     }
@@ -186,12 +200,29 @@ impl History<'_> {
         let newest = self
             .ring_index(u64::from(self.state.len))
             .and_then(|i| self.entries.get(i))
-            .map_or(0, |e| e.offset);
-        self.state.write = newest;
+            .map_or((0, 0), |e| (e.offset, u32::from(e.len)));
+        self.state.write = newest.0;
+        self.state.used = self.state.used.saturating_sub(newest.1);
         if self.state.len == 0 {
             self.state.oldest = 0;
             self.state.write = 0;
         }
+    }
+
+    /// Drops every message below `floor`.
+    pub fn evict_below(&mut self, floor: u64) {
+        while self.state.len > 0 && self.state.first_seq < floor {
+            let _ = self.evict_oldest();
+        }
+    }
+
+    /// How many tokens of up to `len` bytes fit now, at least (counting whole entries and
+    /// free bytes; a token that finds the free bytes split at the ring's end evicts more
+    /// when it comes, or waits).
+    pub fn room_for(&self, len: usize) -> u32 {
+        let entries = (self.entries.len() as u32).saturating_sub(self.state.len);
+        let bytes = (self.bytes.len() as u32).saturating_sub(self.state.used);
+        entries.min(bytes / (len.max(1) as u32))
     }
 
     /// Makes room for a `len`-byte token by evicting the oldest messages while
@@ -224,6 +255,7 @@ impl History<'_> {
         self.state.write = u32::try_from(end).ok()?;
         let seq = self.state.next_seq();
         self.state.len += 1;
+        self.state.used = self.state.used.saturating_add(u32::from(len16));
         Some((seq, self.bytes.get_mut(offset..end)?))
     }
 }
@@ -290,6 +322,10 @@ mod tests {
                 }
                 prop_assert!(model.len() <= 7);
                 prop_assert!(model.iter().map(|(_, t)| t.len()).sum::<usize>() <= 100);
+                prop_assert_eq!(
+                    h.state.used() as usize,
+                    model.iter().map(|(_, t)| t.len()).sum::<usize>()
+                );
                 prop_assert_eq!(h.state.next_seq(), n as u64 + 1);
                 for (s, t) in &model {
                     prop_assert_eq!(h.get(*s).map(|(_, b)| b.to_vec()), Some(t.clone()));

@@ -211,13 +211,18 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             Some(room) => *room.presence_tick.get_or_insert(first_tick),
             None => return number,
         };
-        self.arm(Some(tick));
+        self.arm_room(Some(tick));
         number.saturating_add(1)
     }
 
     /// Removes member `m`: out of its room (freed if it was the last), remembered as
     /// gone, announced.
     pub(super) fn remove_member(&mut self, m: u32, reason: LeaveReason) {
+        if let Some(r) = self.members.get(m).filter(|m| m.waiting).map(|m| m.room)
+            && let Some(room) = self.rooms.get_mut(r)
+        {
+            self.members.unlink_wait(&mut room.waiting, m);
+        }
         rooms::unlink(&mut self.rooms, &mut self.members, m);
         let Some(member) = self.members.remove(m) else {
             return;

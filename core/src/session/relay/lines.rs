@@ -9,20 +9,23 @@
 //! room goes on without it (it is *cut*), and if it comes back after its messages left the
 //! history it is told exactly what it missed.
 
-use super::members::Busy;
+use super::members::{Busy, NIL};
 use super::receipts::Outcome;
 use super::rooms::room_members;
 use super::{Dropped, Relay, RelayEvent};
 use crate::fernet;
 use crate::session::{max_text_len, seal_bytes_in_place};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::{Body, RefuseReason, Repr};
 use core::hash::Hash;
 use rand_core::CryptoRng;
 
-/// Bounds of the wait a Busy asks for, milliseconds.
+/// Bounds of the wait a Busy asks for, milliseconds (the first waiting sender is told its
+/// turn before; this is its fallback).
 const RETRY_MIN_MS: u64 = 10;
 const RETRY_MAX_MS: u64 = 1000;
+/// How often a room with waiting senders looks whether it can take a line.
+const ADMIT_EVERY: Duration = Duration::from_millis(5);
 
 impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
     /// The longest line the relay takes: its Deliver, with the longest nickname, must fit
@@ -55,35 +58,48 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         }
         let (r, session, nick) = (member.room, member.session, member.nick.clone());
         member.last_heard = now;
-        if self.cluster.is_some() && text.len() <= self.line_limit() {
-            // The room's order is kept outside: the line is proposed (sequencer.rs).
-            return self.on_chat_ordered(now, from, m, msg_id, text);
-        }
+        let others_wait = self.rooms.get(r).is_some_and(|room| room.waiting.0 != NIL);
+        let its_turn = member.waiting && member.granted_at.is_some();
         let outcome = if text.len() > self.line_limit() {
             self.stats.refused = self.stats.refused.saturating_add(1);
             Outcome::Refused(RefuseReason::TOO_LONG)
+        } else if others_wait && !its_turn {
+            // Others wait for the room already: this sender waits its turn behind them.
+            self.busy(now, r, m, msg_id, RETRY_MAX_MS as u16);
+            return Ok(());
         } else {
-            match self.append_line(now, r, session, &nick, text) {
-                Ok(seq) => {
+            match self.take_line(now, r, session, msg_id, &nick, text) {
+                Ok(taken) => {
+                    if its_turn && let Some(room) = self.rooms.get_mut(r) {
+                        // Its turn came and its line is in.
+                        self.members.unlink_wait(&mut room.waiting, m);
+                    }
+                    let Some(seq) = taken else {
+                        // Proposed: the room's order is kept outside, and the line's
+                        // answer comes with it (sequencer.rs).
+                        let member = self.members.get_mut(m).ok_or(Dropped::Unexpected)?;
+                        member.turns_missed = 0;
+                        member.next_msg_id = msg_id.wrapping_add(1);
+                        member.busy = None;
+                        self.members.set_addr(m, from);
+                        return Ok(());
+                    };
                     self.stats.relayed = self.stats.relayed.saturating_add(1);
                     let recipients = self.total_members(r);
                     Outcome::Accepted { seq, recipients }
                 }
                 Err(retry_after_ms) => {
-                    // Not taken, its number not used up: the sender waits and sends it
-                    // again. Its address does not follow a frame that changed nothing.
-                    self.stats.busy = self.stats.busy.saturating_add(1);
                     if let Some(member) = self.members.get_mut(m) {
-                        member.busy = Some(Busy {
-                            msg_id,
-                            retry_after_ms,
-                        });
+                        member.granted_at = None;
                     }
-                    self.members.push_ready(m);
+                    self.busy(now, r, m, msg_id, retry_after_ms);
                     return Ok(());
                 }
             }
         };
+        if let Some(member) = self.members.get_mut(m) {
+            member.turns_missed = 0;
+        }
         let member = self.members.get_mut(m).ok_or(Dropped::Unexpected)?;
         member.receipts.record(msg_id, outcome);
         member.next_msg_id = msg_id.wrapping_add(1);
@@ -91,6 +107,102 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         self.members.set_addr(m, from);
         self.members.push_ready(m);
         Ok(())
+    }
+
+    /// Answers member `m`'s line `msg_id` with Busy: not taken, its number not used up;
+    /// the sender waits and sends it again. Senders wait their turn (first come, first
+    /// served): the first in line is told when the room has room for it (a Busy with no
+    /// wait, see `admit`); `retry_after_ms` is its fallback if that answer is lost. Its
+    /// address does not follow a frame that changed nothing.
+    fn busy(&mut self, now: Instant, r: u32, m: u32, msg_id: u32, retry_after_ms: u16) {
+        self.stats.busy = self.stats.busy.saturating_add(1);
+        if let Some(room) = self.rooms.get_mut(r) {
+            self.members.push_wait(&mut room.waiting, m);
+        }
+        if let Some(member) = self.members.get_mut(m) {
+            member.busy = Some(Busy {
+                msg_id,
+                retry_after_ms,
+            });
+        }
+        self.members.push_ready(m);
+        self.schedule_admission(now, r);
+    }
+
+    /// Makes sure room `r` looks again soon whether it can take the first waiting
+    /// sender's line.
+    fn schedule_admission(&mut self, now: Instant, r: u32) {
+        let Some(room) = self.rooms.get_mut(r) else {
+            return;
+        };
+        if room.waiting.0 == NIL {
+            room.admit_tick = None;
+            return;
+        }
+        let at = *room.admit_tick.get_or_insert(now + ADMIT_EVERY);
+        self.arm_room(Some(at));
+    }
+
+    /// Room `r`'s admission tick, while senders wait: gives as many of them, in the
+    /// order they came, their turn (a Busy with no wait) as the room has room for lines,
+    /// counting the turns given and not used yet. A turn not used within a retransmission
+    /// timeout (the answer was lost, or the sender went away) is given again; a sender that
+    /// let two turns go goes to the back of the line, so that it cannot hold the others.
+    pub(super) fn admit(&mut self, now: Instant, r: u32) {
+        if let Some(room) = self.rooms.get_mut(r) {
+            room.admit_tick = None;
+        }
+        let token = self.config.max_datagram;
+        let room_for = if self.make_room(now, r, token) {
+            let floor = self.rooms.get(r).map_or(0, |room| room.floor);
+            self.history_of(r).map_or(0, |mut history| {
+                history.evict_below(floor);
+                history.room_for(token)
+            })
+        } else {
+            0
+        };
+        let mut turns = room_for;
+        let mut at = self.rooms.get(r).map_or(NIL, |room| room.waiting.0);
+        let mut laggard = None;
+        while at != NIL {
+            let next = self.members.wait_next(at);
+            let rto = self
+                .members
+                .get(at)
+                .map(|member| self.rto(&member.delivery))
+                .unwrap_or_default()
+                .max(Duration::from_millis(100));
+            if let Some(member) = self.members.get_mut(at) {
+                if member.granted_at.is_some_and(|t| now - t >= rto) {
+                    member.granted_at = None;
+                    member.turns_missed = member.turns_missed.saturating_add(1);
+                    if member.turns_missed >= 2 && laggard.is_none() {
+                        laggard = Some(at);
+                    }
+                }
+                if member.granted_at.is_some() {
+                    turns = turns.saturating_sub(1);
+                } else if turns > 0 && laggard != Some(at) {
+                    turns -= 1;
+                    member.granted_at = Some(now);
+                    member.busy = Some(Busy {
+                        msg_id: member.next_msg_id,
+                        retry_after_ms: 0,
+                    });
+                    self.members.push_ready(at);
+                }
+            }
+            at = next;
+        }
+        if let (Some(m), Some(room)) = (laggard, self.rooms.get_mut(r)) {
+            self.members.unlink_wait(&mut room.waiting, m);
+            self.members.push_wait(&mut room.waiting, m);
+            if let Some(member) = self.members.get_mut(m) {
+                member.turns_missed = 0;
+            }
+        }
+        self.schedule_admission(now, r);
     }
 
     /// Appends a line from member `origin` to room `r`'s history as one sealed Deliver
@@ -145,10 +257,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
     /// Queues every member of room `r` for message `seq`; a member that was caught up
     /// starts being behind now (its stall clock starts).
     fn wake_room(&mut self, now: Instant, r: u32, seq: u64) {
-        let mut at = self
-            .rooms
-            .get(r)
-            .map_or(super::members::NIL, |room| room.head);
+        let mut at = self.rooms.get(r).map_or(NIL, |room| room.head);
         while let Some(member) = self.members.get_mut(at) {
             let next = member.room_next;
             if member.delivery.acked() == seq {
@@ -206,10 +315,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         let floor = self.scan_floor(r);
         let stall_limit = self.config.stall_limit;
         let mut cut_any = false;
-        let mut at = self
-            .rooms
-            .get(r)
-            .map_or(super::members::NIL, |room| room.head);
+        let mut at = self.rooms.get(r).map_or(NIL, |room| room.head);
         while let Some(member) = self.members.get_mut(at) {
             let next = member.room_next;
             if !member.legacy

@@ -33,6 +33,8 @@ pub struct MemberSlot<A> {
     /// The next member in the ready queue, while this slot is queued.
     ready_next: u32,
     queued: bool,
+    /// The next member waiting for its room to take a line (see `lines`).
+    wait_next: u32,
 }
 
 impl<A> MemberSlot<A> {
@@ -44,6 +46,7 @@ impl<A> MemberSlot<A> {
         next_free: NIL,
         ready_next: NIL,
         queued: false,
+        wait_next: NIL,
     };
 }
 
@@ -82,6 +85,12 @@ pub(super) struct Member<A> {
     pub receipts: Receipts,
     pub busy: Option<Busy>,
     pub busy_sent_at: Option<Instant>,
+    /// In its room's queue of senders waiting for room (see `lines`).
+    pub waiting: bool,
+    /// When it was told its turn had come (a Busy with no wait).
+    pub granted_at: Option<Instant>,
+    /// Turns it was given and did not use, in a row.
+    pub turns_missed: u8,
 
     // Control frames owed.
     pub welcome_due: bool,
@@ -133,6 +142,9 @@ impl<A> Member<A> {
             receipts: Receipts::default(),
             busy: None,
             busy_sent_at: None,
+            waiting: false,
+            granted_at: None,
+            turns_missed: 0,
             welcome_due: !legacy,
             ping_counter: 0,
             pong_due: None,
@@ -374,6 +386,79 @@ impl<'a, A: Copy + Eq + Hash> Members<'a, A> {
         self.ready_tail = i;
     }
 
+    /// Appends member `i` to the wait queue `queue` (head, tail) and marks it waiting.
+    pub fn push_wait(&mut self, queue: &mut (u32, u32), i: u32) {
+        let Some(member) = self.get_mut(i) else {
+            return;
+        };
+        if member.waiting {
+            return;
+        }
+        member.waiting = true;
+        member.granted_at = None;
+        if let Some(slot) = self.slots.get_mut(i as usize) {
+            slot.wait_next = NIL;
+        }
+        match self.slots.get_mut(queue.1 as usize) {
+            Some(last) if queue.1 != NIL => last.wait_next = i,
+            _ => queue.0 = i,
+        }
+        queue.1 = i;
+    }
+
+    /// The member after `i` in its wait queue.
+    pub fn wait_next(&self, i: u32) -> u32 {
+        self.slots.get(i as usize).map_or(NIL, |s| s.wait_next)
+    }
+
+    /// Takes the first member off the wait queue `queue`.
+    pub fn pop_wait(&mut self, queue: &mut (u32, u32)) -> Option<u32> {
+        let i = queue.0;
+        let slot = self.slots.get_mut(i as usize)?;
+        queue.0 = slot.wait_next;
+        slot.wait_next = NIL;
+        if queue.0 == NIL {
+            queue.1 = NIL;
+        }
+        if let Some(member) = self.get_mut(i) {
+            member.waiting = false;
+            member.granted_at = None;
+        }
+        Some(i)
+    }
+
+    /// Takes member `i` out of the wait queue `queue`, wherever it is (O(queue)).
+    pub fn unlink_wait(&mut self, queue: &mut (u32, u32), i: u32) {
+        if queue.0 == i {
+            let _ = self.pop_wait(queue);
+            return;
+        }
+        let mut at = queue.0;
+        while let Some(next) = self.slots.get(at as usize).map(|s| s.wait_next) {
+            if next == NIL {
+                return;
+            }
+            if next == i {
+                let after = self.slots.get(i as usize).map_or(NIL, |s| s.wait_next);
+                if let Some(slot) = self.slots.get_mut(at as usize) {
+                    slot.wait_next = after;
+                }
+                if queue.1 == i {
+                    queue.1 = at;
+                }
+                if let Some(slot) = self.slots.get_mut(i as usize) {
+                    slot.wait_next = NIL;
+                }
+                if let Some(member) = self.get_mut(i) {
+                    member.waiting = false;
+                    member.granted_at = None;
+                }
+                return;
+            }
+            at = next;
+        }
+    }
+
     /// The next queued member (possibly a slot emptied since it was queued).
     pub fn pop_ready(&mut self) -> Option<u32> {
         let i = self.ready_head;
@@ -429,6 +514,31 @@ mod tests {
         let e = table.insert(member(15, 105)).unwrap();
         assert_eq!(e, b, "the freed slot is reused");
         assert_eq!(table.len(), 4);
+    }
+
+    #[test]
+    fn wait_queue_is_fifo_and_unlinks_anywhere() {
+        let mut slots = [MemberSlot::EMPTY; 4];
+        let mut table = Members::new(&mut slots, (0, 0));
+        let ids: heapless::Vec<u32, 4> = (0..4)
+            .map(|k| table.insert(member(k, u64::from(k))).unwrap())
+            .collect();
+        let mut queue = (NIL, NIL);
+        for &i in &ids {
+            table.push_wait(&mut queue, i);
+        }
+        table.push_wait(&mut queue, ids[1]);
+        table.unlink_wait(&mut queue, ids[2]);
+        table.unlink_wait(&mut queue, ids[3]);
+        assert_eq!(queue.1, ids[1], "the tail follows an unlink at the end");
+        assert_eq!(table.pop_wait(&mut queue), Some(ids[0]));
+        assert!(table.get(ids[1]).unwrap().waiting);
+        assert_eq!(table.pop_wait(&mut queue), Some(ids[1]));
+        assert!(!table.get(ids[1]).unwrap().waiting);
+        assert_eq!(table.pop_wait(&mut queue), None);
+        assert_eq!(queue, (NIL, NIL));
+        table.push_wait(&mut queue, ids[3]);
+        assert_eq!(queue, (ids[3], ids[3]));
     }
 
     #[test]

@@ -80,8 +80,11 @@ fn history_view<'s>(
 const REPLIES: usize = 32;
 /// Events kept for the driver; more are counted in [`Stats::events_lost`].
 const EVENTS: usize = 256;
-/// Timers run at most this often: a scan of the member table costs O(members).
-const TIMER_GRANULARITY: Duration = Duration::from_millis(5);
+/// The members' timers run at most this often: a scan of the member table costs
+/// O(members) (retransmission timeouts are 200 ms or more, member timeouts seconds).
+const MEMBER_SCAN: Duration = Duration::from_millis(25);
+/// The rooms' timers run at most this often (admission ticks are 5 ms).
+const ROOM_SCAN: Duration = Duration::from_millis(1);
 
 /// How a relay behaves; [`RelayConfig::default`] gives the defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -368,8 +371,11 @@ pub struct Relay<'a, A, R, const K: usize = 3> {
     legacy: legacy::Seen,
     events: Deque<RelayEvent<A>, EVENTS>,
     stats: Stats,
-    /// When the timers next need a look.
-    next_timer: Option<Instant>,
+    /// When the members' timers (silence, retransmission) next need a look: a scan of the
+    /// member table, so at most every [`MEMBER_SCAN`].
+    member_timer: Option<Instant>,
+    /// When the rooms' timers (presence, admission) next need a look.
+    room_timer: Option<Instant>,
     /// External ordering, if the relay serves its rooms with other servers.
     cluster: Option<sequencer::Cluster<'a, A>>,
 }
@@ -419,7 +425,8 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
             legacy: legacy::Seen::default(),
             events: Deque::new(),
             stats: Stats::default(),
-            next_timer: None,
+            member_timer: None,
+            room_timer: None,
             cluster: None,
         })
     }
@@ -472,10 +479,17 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
         reason
     }
 
-    /// Makes sure the timers are looked at by `at`.
+    /// Makes sure the members' timers are looked at by `at`.
     fn arm(&mut self, at: Option<Instant>) {
         if let Some(at) = at {
-            self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at)));
+            self.member_timer = Some(self.member_timer.map_or(at, |t| t.min(at)));
+        }
+    }
+
+    /// Makes sure the rooms' timers are looked at by `at`.
+    fn arm_room(&mut self, at: Option<Instant>) {
+        if let Some(at) = at {
+            self.room_timer = Some(self.room_timer.map_or(at, |t| t.min(at)));
         }
     }
 
@@ -683,9 +697,16 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
     /// timers, sends presence changes. Cheap when nothing is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tick(now);
-        if self.next_timer.is_some_and(|at| at > now) {
-            return;
+        if self.member_timer.is_some_and(|at| at <= now) {
+            self.member_timers(now);
         }
+        if self.room_timer.is_some_and(|at| at <= now) {
+            self.room_timers(now);
+        }
+    }
+
+    /// Drops silent members, fires retransmission timers.
+    fn member_timers(&mut self, now: Instant) {
         let mut next: Option<Instant> = None;
         let mut earliest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
         let slots = u32::try_from(self.members.capacity()).unwrap_or(u32::MAX);
@@ -708,23 +729,45 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
                 earliest(at);
             }
         }
+        self.member_timer = next.map(|at| at.max(now + MEMBER_SCAN));
+    }
+
+    /// Sends presence changes, gives waiting senders their turn.
+    fn room_timers(&mut self, now: Instant) {
+        let mut next: Option<Instant> = None;
+        let mut earliest = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
         let rooms = u32::try_from(self.rooms.capacity()).unwrap_or(u32::MAX);
         for r in 0..rooms {
             let Some(room) = self.rooms.get(r) else {
                 continue;
             };
+            let admit_due = room.admit_tick.is_some_and(|at| at <= now);
             if room.presence_tick.is_some_and(|at| at <= now) {
                 self.presence_tick(now, r);
             }
-            if let Some(at) = self.rooms.get(r).and_then(|room| room.presence_tick) {
-                earliest(at);
+            if admit_due {
+                self.admit(now, r);
+            }
+            if let Some(room) = self.rooms.get(r) {
+                for at in [room.presence_tick, room.admit_tick].into_iter().flatten() {
+                    earliest(at);
+                }
             }
         }
-        self.next_timer = next.map(|at| at.max(now + TIMER_GRANULARITY));
+        // Ticks armed while this ran (`arm_room`) count too.
+        let armed = self.room_timer.filter(|at| *at > now);
+        self.room_timer = [next, armed]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.max(now + ROOM_SCAN));
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_timer
+        [self.member_timer, self.room_timer]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

@@ -55,6 +55,10 @@ pub(super) struct Room {
     pub floor: u64,
     /// When the presence changes are next sent to the members that lack them.
     pub presence_tick: Option<Instant>,
+    /// Senders waiting for the room to take a line, first come first served (head,
+    /// tail), and when the room next looks whether it can take the first one's.
+    pub waiting: (u32, u32),
+    pub admit_tick: Option<Instant>,
     next_in_bucket: u32,
 }
 
@@ -148,6 +152,8 @@ impl<'a> Rooms<'a> {
             presence: PresenceState::default(),
             floor: next_seq,
             presence_tick: None,
+            waiting: (NIL, NIL),
+            admit_tick: None,
             next_in_bucket: head,
         });
         if let Some(slot) = self.slots.get_mut(bucket) {

@@ -32,12 +32,11 @@
 
 use super::gone::Gone;
 use super::join::JoinRequest;
-use super::members::Busy;
 use super::receipts::{Outcome, Receipts};
 use super::record::LineRecord;
 use super::remote::{Added, Roster};
 use super::rooms::room_members;
-use super::{Dropped, LEGACY_ROOM, LeaveReason, Relay, StorageError};
+use super::{LEGACY_ROOM, LeaveReason, Relay, StorageError};
 use crate::fernet;
 use crate::session::{seal_bytes_in_place, truncated};
 use crate::time::{Duration, Instant};
@@ -331,37 +330,24 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
         self.cluster.as_ref().map_or(0, |c| c.queued)
     }
 
-    /// A line of member `m` when the order is kept outside: proposed, or Busy.
-    pub(super) fn on_chat_ordered(
+    /// Takes a line of `origin` in room `r`: appended here (its sequence number), or,
+    /// when the order is kept outside, proposed (`None`: its answer comes with the order);
+    /// how long the sender should wait (ms) if it cannot be taken now.
+    pub(super) fn take_line(
         &mut self,
         now: Instant,
-        from: A,
-        m: u32,
+        r: u32,
+        origin: u64,
         msg_id: u32,
+        nick: &str,
         text: &str,
-    ) -> Result<(), Dropped> {
-        let member = self.members.get(m).ok_or(Dropped::Unexpected)?;
-        let (r, session, nick) = (member.room, member.session, member.nick.clone());
-        match self.propose(now, r, session, msg_id, &nick, text) {
-            Ok(()) => {
-                // Its answer comes once the room's order has it (`handle_ordered`).
-                let member = self.members.get_mut(m).ok_or(Dropped::Unexpected)?;
-                member.next_msg_id = msg_id.wrapping_add(1);
-                member.busy = None;
-                self.members.set_addr(m, from);
-            }
-            Err(retry_after_ms) => {
-                self.stats.busy = self.stats.busy.saturating_add(1);
-                if let Some(member) = self.members.get_mut(m) {
-                    member.busy = Some(Busy {
-                        msg_id,
-                        retry_after_ms,
-                    });
-                }
-                self.members.push_ready(m);
-            }
+    ) -> Result<Option<u64>, u16> {
+        if self.cluster.is_some() {
+            self.propose(now, r, origin, msg_id, nick, text)
+                .map(|()| None)
+        } else {
+            self.append_line(now, r, origin, nick, text).map(Some)
         }
-        Ok(())
     }
 
     /// Queues a proposal for a line of `origin` in room `r`; how long the sender should

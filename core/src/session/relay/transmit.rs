@@ -395,7 +395,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         if let Some(room) = self.rooms.get_mut(r) {
             room.presence_tick = tick;
         }
-        self.arm(tick);
+        self.arm_room(tick);
     }
 
     /// Answers a member's Ack: where its deliveries and presence stand, and whether the
