@@ -638,7 +638,10 @@ fn never_joined_exits_1_naming_each_line() {
     assert_eq!(exit["undelivered"], 1, "{exit}");
     let status = sim.child.wait().unwrap();
     assert_eq!(status.code(), Some(1), "{seen:#?}");
-    let errors: Vec<String> = sim.stderr.try_iter().collect();
+    // It has exited, but its last lines may still be on their way from the reader thread:
+    // read until its stderr closes.
+    let errors: Vec<String> =
+        std::iter::from_fn(|| sim.stderr.recv_timeout(Duration::from_secs(5)).ok()).collect();
     assert_eq!(
         errors.last().map(String::as_str),
         Some("firmware-sim: never joined room lobby: no answer from the server"),

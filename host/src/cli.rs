@@ -306,6 +306,31 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub wire: WireArgs,
 
+    /// Serve the rooms together with other servers through NATS JetStream (its nodes as
+    /// nats://HOST:PORT, comma-separated): every server delivers the same lines in the same
+    /// order, and clients given several servers move to another when theirs fails
+    /// (README "Several servers"). Without it the server works alone.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub cluster: Vec<String>,
+
+    /// With --cluster: copies of each room's stream in the NATS cluster, 1 to 5 (3 on a
+    /// three-node cluster; a stream's replicas cannot outnumber the nodes).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub cluster_replicas: u8,
+
+    /// With --cluster: a room's lines older than SECONDS leave the broker, 60 to
+    /// 31536000 (a year); members away longer are told what they missed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 604_800,
+          value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    pub cluster_max_age: u64,
+
+    /// With --cluster: a room's stream keeps at most MIB mebibytes, its oldest lines
+    /// leaving first, 1 to 1048576.
+    #[arg(long, value_name = "MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub cluster_max_mib: u64,
+
     /// Print the bound port alone on the first line of standard output, for scripts: with
     /// `--bind 127.0.0.1:0` the system picks a free port, and this says which.
     #[arg(long)]
@@ -316,7 +341,9 @@ pub struct ServerArgs {
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// The server: IP:PORT, HOSTNAME:PORT, an IP or host name alone (port 12345), or a
-    /// port alone (this machine, 127.0.0.1).
+    /// port alone (this machine, 127.0.0.1); several, comma-separated, for servers of one
+    /// cluster (`server --cluster`): the first is used, and the next when it stops
+    /// answering (README "Several servers").
     #[arg(value_name = "SERVER", default_value = "127.0.0.1:12345")]
     pub server: String,
 

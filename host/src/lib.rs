@@ -7,6 +7,7 @@
 //! - [`keys`]: where the keys come from and how they are parsed;
 //! - [`commands`]: the token tools (`keygen`, `encrypt`, `decrypt`, `rotate`);
 //! - [`chat`]: the chat (`server`, `client`, `demo`);
+//! - [`cluster`]: `server --cluster`, rooms across servers through NATS JetStream;
 //! - [`net`]: the mio event loop that drives chat_core's state machines;
 //! - [`mmsg`]: datagrams in batches (`recvmmsg`/`sendmmsg`);
 //! - [`bench`]: the load generator (`bench`) and its plain baseline relay;
@@ -16,6 +17,7 @@
 pub mod bench;
 pub mod chat;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod error;
 pub mod keys;

@@ -135,6 +135,11 @@ pub trait Machine {
     fn app(&mut self, now: Instant) -> Step;
     /// Receiving or sending failed (e.g. ICMP port unreachable on a connected socket).
     fn socket_error(&mut self, now: Instant, error: &io::Error);
+    /// A new peer for a connected socket, if the machine moves to another (a client's
+    /// failover to the next server); asked after each [`app`](Self::app).
+    fn redirect(&mut self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 /// A socket registered with a poll, and the waker other threads use.
@@ -171,6 +176,14 @@ impl Endpoint {
     /// The socket's local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// Connects the socket to `peer` instead (what it sends goes there, and only what
+    /// `peer` sends is received).
+    pub fn connect(&mut self, peer: SocketAddr) -> io::Result<()> {
+        self.socket.connect(peer)?;
+        self.peer = Some(peer);
+        Ok(())
     }
 
     fn send(&self, batch: &Datagrams, from: usize) -> io::Result<usize> {
@@ -253,6 +266,11 @@ pub fn run(
             }
             Step::Continue(deadline) => deadline,
         };
+        if let Some(peer) = machine.redirect()
+            && let Err(e) = endpoint.connect(peer)
+        {
+            machine.socket_error(clock.now(), &e);
+        }
         flush(endpoint, clock, machine, &mut outgoing);
 
         let deadline = match (machine.poll_timeout(), app_deadline) {

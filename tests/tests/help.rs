@@ -182,6 +182,20 @@ fn context(command: &str, option: &str) -> Vec<&'static str> {
         "client" => vec!["127.0.0.1:9", "--json"],
         "demo" => vec!["--json"],
         "decrypt" => vec!["--ttl", "60"],
+        // Servers it starts, small, for one line: it ends by itself.
+        "bench" if option == "--servers" => vec![
+            "--spawn-server",
+            "-c",
+            "1",
+            "-n",
+            "1",
+            "--server-arg=--max-members",
+            "--server-arg=4",
+            "--server-arg=--max-rooms",
+            "--server-arg=1",
+            "--server-arg=--history",
+            "--server-arg=16",
+        ],
         "bench" => vec!["127.0.0.1:9"],
         "firmware-sim" if option == "--nick" => vec!["--server", "127.0.0.1:9"],
         "firmware-sim" => vec!["--server", "127.0.0.1:9", "--nick", "dev"],
@@ -213,7 +227,7 @@ fn judge(command: &str, option: &str, value: &str, refusal_expected: bool) -> Ve
     // (a server, a client trying to join): 1.5 s tells. The demo has a server of its
     // own, which it stops when it ends (it does, at the end of its input): never kill
     // it, or its server would outlive it.
-    let wait = if command == "demo" || refusal_expected {
+    let wait = if command == "demo" || option == "--servers" || refusal_expected {
         QUICK
     } else {
         Duration::from_millis(1500)
@@ -369,6 +383,23 @@ fn server_setting(d: &Documented) {
             return;
         }
         assert!(Instant::now() < deadline, "no settings line: {log}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The cluster's settings, as a server given `--cluster` reports them when it starts
+/// (the broker need not be there: the server waits for it).
+fn cluster_setting(d: &Documented) {
+    let server = ChatServer::start(KEY, &["--cluster", "nats://127.0.0.1:9"]);
+    let deadline = Instant::now() + QUICK;
+    let wanted = format!("{} {}", d.name, d.default.as_deref().unwrap());
+    loop {
+        let log = server.process.stderr_text();
+        if let Some(line) = log.lines().find(|l| l.starts_with("cluster: rooms served")) {
+            assert!(line.contains(&wanted), "{line} lacks {wanted}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "no cluster line: {log}");
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -697,6 +728,9 @@ const DEFAULTS: &[(&str, &str, &str, Check)] = &[
         server_max_datagram_is_1232,
     ),
     ("server", "--ttl", "60", server_token_age),
+    ("server", "--cluster-replicas", "1", cluster_setting),
+    ("server", "--cluster-max-age", "604800", cluster_setting),
+    ("server", "--cluster-max-mib", "256", cluster_setting),
     ("server", "--clock-skew", "60", server_token_age),
     ("client", "SERVER", "127.0.0.1:12345", client_starting),
     (
@@ -746,6 +780,7 @@ const DEFAULTS: &[(&str, &str, &str, Check)] = &[
         in_the_default_bench_run,
     ),
     ("bench", "--rooms", "1", in_the_default_bench_run),
+    ("bench", "--servers", "1", in_the_default_bench_run),
     (
         "bench",
         "--time-limit",
@@ -798,6 +833,9 @@ const LIMITS: &[(&str, &str, u64, Option<u64>)] = &[
     ("server", "--max-datagram", 200, Some(65_507)),
     ("server", "--ttl", 1, Some(86_400)),
     ("server", "--clock-skew", 0, Some(86_400)),
+    ("server", "--cluster-replicas", 1, Some(5)),
+    ("server", "--cluster-max-age", 60, Some(31_536_000)),
+    ("server", "--cluster-max-mib", 1, Some(1_048_576)),
     ("client", "--nick", 1, Some(32)),
     ("client", "--room", 1, Some(32)),
     ("client", "--max-datagram", 200, Some(65_507)),
@@ -809,6 +847,7 @@ const LIMITS: &[(&str, &str, u64, Option<u64>)] = &[
     ("bench", "--messages", 1, Some(50_000_000)),
     ("bench", "--size", 24, Some(810)),
     ("bench", "--window", 1, Some(1024)),
+    ("bench", "--servers", 1, Some(16)),
     ("firmware-sim", "--nick", 1, Some(32)),
     ("firmware-sim", "--room", 1, Some(32)),
 ];

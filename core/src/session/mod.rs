@@ -24,8 +24,10 @@ pub use client::{
 };
 pub use json::{JsonFields, JsonStr};
 pub use relay::{
-    GoneSlot, HistoryEntry, LEGACY_ROOM, LeaveReason, MemberSlot, PresenceEntry, RECEIPTS, Relay,
-    RelayConfig, RelayEvent, RelayLimits, RelayStorage, RoomSlot, Stats, StorageError,
+    ClusterRequest, ClusterStorage, GoneSlot, HistoryEntry, LEGACY_ROOM, LeaveReason, LineRecord,
+    MemberSlot, OrderError, Ordered, PresenceEntry, Proposal, ProposalSlot, RECEIPTS, RECORD_MAGIC,
+    RECORD_OVERHEAD, RECORD_VERSION, Relay, RelayConfig, RelayEvent, RelayLimits, RelayStorage,
+    RemoteRoom, RemoteSlot, RoomSlot, Stats, StorageError,
 };
 
 use crate::fernet::{self, KeyRing, TtlCheck};

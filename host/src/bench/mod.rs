@@ -123,9 +123,18 @@ pub enum SpawnKind {
 /// Options of `bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The server: IP:PORT or HOST:PORT [default: 127.0.0.1:12345, or the spawned one].
+    /// The server: IP:PORT or HOST:PORT [default: 127.0.0.1:12345, or the spawned one];
+    /// several, comma-separated, for servers of one cluster: client i uses server i mod
+    /// their number.
     #[arg(value_name = "SERVER")]
     pub server: Option<String>,
+
+    /// With --spawn-server (host-chat's): start N servers, 1 to 16, each with the
+    /// --server-arg options (give them `--cluster nats://...` to make one cluster), and
+    /// spread the clients over them.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub servers: u8,
 
     /// Clients, 1 to 10000, each on its own socket (the open-files limit is raised to
     /// fit them).
@@ -235,6 +244,14 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// Longest datagram handled.
 const MAX_DATAGRAM: usize = DEFAULT_MAX_DATAGRAM;
 
+/// [`server_stats`] of every spawned server, added up.
+fn servers_stats(servers: &[ServerChild]) -> Option<(u64, u64, u64)> {
+    servers.iter().try_fold((0, 0, 0), |(a, b, c), server| {
+        let (x, y, z) = server_stats(server)?;
+        Some((a + x, b + y, c + z))
+    })
+}
+
 /// Asks a spawned `host-chat server` for its counters (SIGUSR1) and reads them from its
 /// log: lines relayed, deliveries sent, deliveries sent again.
 fn server_stats(server: &ServerChild) -> Option<(u64, u64, u64)> {
@@ -275,6 +292,13 @@ fn server_refusal(server: &ServerChild) -> Option<String> {
     })
 }
 
+fn bad_servers() -> anyhow::Result<()> {
+    Err(BadArgument(
+        "--servers is for host-chat servers that bench starts: add --spawn-server".into(),
+    )
+    .into())
+}
+
 /// `host-chat bench`.
 pub fn run(args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
     let kind = match args.spawn_server {
@@ -297,6 +321,9 @@ pub fn run(args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
             .into());
         }
         _ => {}
+    }
+    if args.servers > 1 && kind != Some(SpawnKind::Host) {
+        bad_servers()?;
     }
     if kind.is_some() && args.server.is_some() {
         return Err(BadArgument("give either SERVER or --spawn-server, not both".into()).into());
@@ -337,49 +364,64 @@ pub fn run(args: &BenchArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
         }
     }
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
-    let (spawned, server) = match kind {
+    let (spawned, servers): (Vec<ServerChild>, Vec<SocketAddr>) = match kind {
         None => {
             let text = args.server.as_deref().unwrap_or("127.0.0.1:12345");
-            (None, crate::chat::resolve_server(text)?)
+            let mut servers = Vec::new();
+            for name in text.split(',') {
+                servers.push(crate::chat::resolve_server(name.trim())?);
+            }
+            (Vec::new(), servers)
         }
         Some(kind) => {
-            let mut cmd = match kind {
-                SpawnKind::Python => {
-                    let mut cmd = Command::new("python3");
-                    cmd.arg(&args.python_relay);
-                    cmd
-                }
-                _ => Command::new(&exe),
-            };
-            match kind {
-                SpawnKind::Plain => cmd.args(["bench-relay", "--plain"]),
-                SpawnKind::Python => &mut cmd,
-                _ => cmd.arg("server"),
-            };
-            cmd.args(["--bind", "127.0.0.1:0", "--print-port"]);
-            cmd.args(&args.server_arg);
-            let (spawned, addr) =
-                ServerChild::start(cmd, key_text.as_deref().map(String::as_str), Log::Keep)?;
-            (Some(spawned), addr)
+            let mut spawned = Vec::new();
+            let mut addrs = Vec::new();
+            for _ in 0..args.servers {
+                let mut cmd = match kind {
+                    SpawnKind::Python => {
+                        let mut cmd = Command::new("python3");
+                        cmd.arg(&args.python_relay);
+                        cmd
+                    }
+                    _ => Command::new(&exe),
+                };
+                match kind {
+                    SpawnKind::Plain => cmd.args(["bench-relay", "--plain"]),
+                    SpawnKind::Python => &mut cmd,
+                    _ => cmd.arg("server"),
+                };
+                cmd.args(["--bind", "127.0.0.1:0", "--print-port"]);
+                cmd.args(&args.server_arg);
+                let (child, addr) =
+                    ServerChild::start(cmd, key_text.as_deref().map(String::as_str), Log::Keep)?;
+                spawned.push(child);
+                addrs.push(addr);
+            }
+            (spawned, addrs)
         }
     };
     let server_name = match kind {
-        None => format!("{server}"),
+        None => servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         Some(SpawnKind::Python) => "python relay".to_owned(),
         Some(SpawnKind::Plain) => "plain relay".to_owned(),
+        Some(_) if args.servers > 1 => format!("{} host-chat servers", args.servers),
         Some(_) => "host-chat server".to_owned(),
     };
 
-    let pid = spawned.as_ref().map(ServerChild::id);
-    let mut report = Bench::new(args, server, ring, pid)?.run()?;
-    if let (Some(error), Some(spawned)) = (report.error.as_mut(), spawned.as_ref())
+    let pids: Vec<u32> = spawned.iter().map(ServerChild::id).collect();
+    let mut report = Bench::new(args, &servers, ring, pids)?.run()?;
+    if let Some(error) = report.error.as_mut()
         && !error.contains("refused")
-        && let Some(reason) = server_refusal(spawned)
+        && let Some(reason) = spawned.iter().find_map(server_refusal)
     {
         let _ = write!(error, "; the server refused joins: {reason}");
     }
-    let server_stats = match (kind, spawned.as_ref()) {
-        (Some(SpawnKind::Host), Some(spawned)) if report.error.is_none() => server_stats(spawned),
+    let server_stats = match kind {
+        Some(SpawnKind::Host) if report.error.is_none() => servers_stats(&spawned),
         _ => None,
     };
     drop(spawned);
@@ -460,7 +502,7 @@ struct Bench {
     time_limit: Option<Duration>,
     /// Wait for quiet after the joins.
     settle: bool,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
     poll: Poll,
     peers: Vec<Peer>,
     /// Peers with something to do, each once ([`Peer::dirty`]).
@@ -540,9 +582,9 @@ fn secs(d: Duration) -> f64 {
 impl Bench {
     fn new(
         args: &BenchArgs,
-        server: SocketAddr,
+        servers: &[SocketAddr],
         ring: Option<Ring>,
-        server_pid: Option<u32>,
+        server_pids: Vec<u32>,
     ) -> anyhow::Result<Self> {
         let clock = Clock::new();
         let poll = Poll::new().context("cannot set up the event loop")?;
@@ -555,6 +597,7 @@ impl Bench {
         let mut peers = Vec::with_capacity(clients);
         let mut room_sizes = vec![0u64; args.rooms as usize];
         for i in 0..clients {
+            let server = servers[i % servers.len()];
             let local: SocketAddr = if server.ip().is_loopback() {
                 (server.ip(), 0).into()
             } else if server.is_ipv4() {
@@ -615,7 +658,7 @@ impl Bench {
             drain: Duration::from_secs(args.drain),
             time_limit: args.time_limit.map(Duration::from_secs),
             settle: !args.no_settle,
-            server_pid,
+            server_pids,
             poll,
             peers,
             dirty: (0..clients).collect(),
@@ -716,7 +759,14 @@ impl Bench {
 
         // Phase 2: the load, then what is still on its way.
         let wall0 = std::time::Instant::now();
-        let server_cpu0 = process::cpu_time(self.server_pid);
+        let servers_cpu = |pids: &[u32]| -> Option<Duration> {
+            pids.iter().try_fold(Duration::ZERO, |sum, pid| {
+                Some(sum + process::cpu_time(Some(*pid))?)
+            })
+        };
+        let server_cpu0 = (!self.server_pids.is_empty())
+            .then(|| servers_cpu(&self.server_pids))
+            .flatten();
         let bench_cpu0 = process::cpu_time(None);
         let mut last_progress_at = now_ns(self.start);
         let mut last_count = 0u64;
@@ -777,12 +827,20 @@ impl Bench {
         let cpu_s = |before: Option<Duration>, pid| {
             Some(secs(process::cpu_time(pid)?.saturating_sub(before?)))
         };
+        let server_cpu_s = server_cpu0
+            .and_then(|before| Some(secs(servers_cpu(&self.server_pids)?.saturating_sub(before))));
+        let server_memory_kib = (!self.server_pids.is_empty())
+            .then(|| {
+                self.server_pids.iter().try_fold((0, 0), |(rss, hwm), pid| {
+                    let (r, h) = process::memory_kib(Some(*pid))?;
+                    Some((rss + r, hwm + h))
+                })
+            })
+            .flatten();
         let cost = Cost {
             wall_s: wall0.elapsed().as_secs_f64(),
-            server_cpu_s: cpu_s(server_cpu0, self.server_pid),
-            server_memory_kib: self
-                .server_pid
-                .and_then(|pid| process::memory_kib(Some(pid))),
+            server_cpu_s,
+            server_memory_kib,
             bench_cpu_s: cpu_s(bench_cpu0, None),
         };
         self.show_progress(now_ns(self.start), true);

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 /// How long the server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server that ended without a port is given to say why (its stderr).
+const LAST_WORDS: Duration = Duration::from_secs(2);
 
 /// What becomes of the server's log (its standard error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,12 +87,25 @@ impl ServerChild {
         });
         let port: u16 = match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => line.trim().parse().with_context(|| {
-                let status = server.child.try_wait().ok().flatten();
-                let log: Vec<String> = server
-                    .log
-                    .as_ref()
-                    .map(|rx| rx.try_iter().collect())
-                    .unwrap_or_default();
+                // It ended without a port: its last words may still be on their way
+                // (stdout closes before stderr is read); wait for them, briefly.
+                let deadline = std::time::Instant::now() + LAST_WORDS;
+                let mut status = None;
+                while status.is_none() && std::time::Instant::now() < deadline {
+                    status = server.child.try_wait().ok().flatten();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let mut log = Vec::new();
+                if let Some(rx) = server.log.as_ref() {
+                    while let Some(left) =
+                        deadline.checked_duration_since(std::time::Instant::now())
+                    {
+                        match rx.recv_timeout(left) {
+                            Ok(line) => log.push(line),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 format!(
                     "the server did not start{}{}",
                     status.map(|s| format!(" ({s})")).unwrap_or_default(),

@@ -40,6 +40,9 @@ pub type HostClient = Client<StdRng, 7, TEXT, OUTBOX, EVENTS, REORDER>;
 pub const QUIT_GRACE: Duration = Duration::from_secs(5);
 /// How often the client's real-time clock is corrected from the system clock.
 const CLOCK_SYNC: Duration = Duration::from_secs(60);
+/// A session that moved to another server stays there at least this long before it
+/// moves again (a server that refuses or is silent at first gets a fair try).
+const FAILOVER_SETTLE: Duration = Duration::from_secs(1);
 
 /// Everything a client session needs besides its keys.
 #[derive(Debug, Clone)]
@@ -48,6 +51,9 @@ pub struct Options {
     pub server: SocketAddr,
     /// The server as the user named it, for messages.
     pub server_name: String,
+    /// Servers of the same cluster to move to, in turn, when the current one stops
+    /// answering (`client A,B,C`: B and C), each with its name as the user gave it.
+    pub fallbacks: Vec<(SocketAddr, String)>,
     /// What to show, and as whom.
     pub chat: ChatArgs,
     /// Datagram size, TTL and clock skew.
@@ -58,7 +64,11 @@ pub struct Options {
 pub fn run_cli(args: &ClientArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
     let json = args.chat.json;
     let result = (|| {
-        let server = super::resolve_server(&args.server)?;
+        let mut servers = Vec::new();
+        for name in args.server.split(',').map(str::trim) {
+            servers.push((super::resolve_server(name)?, name.to_owned()));
+        }
+        let (server, server_name) = servers.remove(0);
         let keys = super::chat_keys(
             args.keys.key_file.as_deref(),
             key_env,
@@ -66,7 +76,8 @@ pub fn run_cli(args: &ClientArgs, key_env: Option<OsString>) -> anyhow::Result<(
         )?;
         let options = Options {
             server,
-            server_name: args.server.clone(),
+            server_name,
+            fallbacks: servers,
             chat: args.chat.clone(),
             wire: args.wire,
         };
@@ -178,11 +189,21 @@ pub fn run_with(ring: Ring, options: &Options, intro: &Intro) -> anyhow::Result<
     let mut endpoint =
         Endpoint::new(socket, Some(options.server)).context("cannot set up the event loop")?;
     let signals = net::signals(endpoint.waker())?;
-    let server = if options.server_name.contains(':') {
-        options.server_name.clone()
-    } else {
-        options.server.to_string()
+    let display = |addr: SocketAddr, name: &str| {
+        if name.contains(':') {
+            name.to_owned()
+        } else {
+            addr.to_string()
+        }
     };
+    let server = display(options.server, &options.server_name);
+    let mut servers = vec![(options.server, server.clone())];
+    servers.extend(
+        options
+            .fallbacks
+            .iter()
+            .map(|(addr, name)| (*addr, display(*addr, name))),
+    );
     let (tui, input) = if options.chat.tui {
         let status = ui::Status::new(&server, &room, &nick);
         let mut state = TuiState::new(status, options.chat.show_wire);
@@ -219,6 +240,10 @@ pub fn run_with(ring: Ring, options: &Options, intro: &Intro) -> anyhow::Result<
         refused_at: None,
         refusal: None,
         wire_shown: HashSet::new(),
+        servers,
+        current: 0,
+        redirect: None,
+        moved_at: None,
         next_clock_sync: clock.now() + CLOCK_SYNC,
         clock,
     };
@@ -284,6 +309,13 @@ struct ChatClient {
     refusal: Option<String>,
     /// Chat numbers whose token was shown (`--show-wire`), to mark retransmissions.
     wire_shown: HashSet<u32>,
+    /// Every server given (`client A,B,C`), and the one in use.
+    servers: Vec<(SocketAddr, String)>,
+    current: usize,
+    /// The socket is to send to this server from now on.
+    redirect: Option<SocketAddr>,
+    /// When the session last moved to another server.
+    moved_at: Option<Instant>,
     next_clock_sync: Instant,
     clock: Clock,
 }
@@ -400,6 +432,33 @@ impl ChatClient {
 
     fn now_hms(&self) -> String {
         net::hms(net::unix_millis() / 1000)
+    }
+
+    /// Moves the session to the next server given (PROTOCOL.md "Several servers"), if
+    /// there is another and it did not just move: it rejoins there where it was.
+    fn fail_over(&mut self, now: Instant, why: &str) {
+        let state = self.client.state();
+        if self.servers.len() < 2
+            || self.leaving
+            || !matches!(state, ClientState::Joined | ClientState::Joining)
+            || self.moved_at.is_some_and(|at| now - at < FAILOVER_SETTLE)
+        {
+            return;
+        }
+        let from = self.server.clone();
+        self.current = (self.current + 1) % self.servers.len();
+        let (addr, name) = self.servers[self.current].clone();
+        self.server = name.clone();
+        self.redirect = Some(addr);
+        self.moved_at = Some(now);
+        self.refused_told = false;
+        self.refused_at = None;
+        self.client.rejoin(now);
+        self.info(
+            "failover",
+            &format!("[{}] {from} {why}; moving to {name}", self.now_hms()),
+            json!({"from": from, "server": name, "why": why}),
+        );
     }
 
     fn quit(&mut self, now: Instant) {
@@ -720,6 +779,11 @@ impl ChatClient {
             }
             ClientEvent::NoAnswer { waited } => {
                 let secs = waited.millis().saturating_add(500) / 1000;
+                if self.servers.len() > 1 {
+                    let now = self.clock.now();
+                    self.fail_over(now, &format!("did not answer within {secs} s"));
+                    return false;
+                }
                 // Nothing listening has been said already: no need for the key hint.
                 let refused = self
                     .refused_at
@@ -741,15 +805,22 @@ impl ChatClient {
                 };
                 self.info("no_answer", &text, fields);
             }
-            ClientEvent::ServerLost { silent_for } => self.info(
-                "server_lost",
-                &format!(
-                    "[{}] no word from {server} for {} s; still trying",
-                    self.now_hms(),
-                    silent_for.millis() / 1000
-                ),
-                fields(json!({"server": server})),
-            ),
+            ClientEvent::ServerLost { silent_for } => {
+                let secs = silent_for.millis() / 1000;
+                if self.servers.len() > 1 {
+                    let now = self.clock.now();
+                    self.fail_over(now, &format!("said nothing for {secs} s"));
+                } else {
+                    self.info(
+                        "server_lost",
+                        &format!(
+                            "[{}] no word from {server} for {secs} s; still trying",
+                            self.now_hms()
+                        ),
+                        fields(json!({"server": server})),
+                    );
+                }
+            }
             ClientEvent::ServerBack => {
                 self.refused_told = false;
                 self.info(
@@ -1009,8 +1080,15 @@ impl Machine for ChatClient {
         Step::Continue(Some(deadline))
     }
 
+    fn redirect(&mut self) -> Option<SocketAddr> {
+        self.redirect.take()
+    }
+
     fn socket_error(&mut self, now: Instant, error: &io::Error) {
-        if error.kind() == io::ErrorKind::ConnectionRefused {
+        if error.kind() == io::ErrorKind::ConnectionRefused && self.servers.len() > 1 {
+            self.refused_at = Some(now);
+            self.fail_over(now, "is not there (connection refused)");
+        } else if error.kind() == io::ErrorKind::ConnectionRefused {
             self.refused_at = Some(now);
             if !self.refused_told {
                 self.refused_told = true;

@@ -63,6 +63,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let options = Options {
         server: addr,
         server_name: addr.to_string(),
+        fallbacks: Vec::new(),
         chat: ChatArgs {
             nick: args.nick.clone(),
             room: args.room.clone(),

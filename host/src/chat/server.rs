@@ -2,16 +2,20 @@
 
 use super::wrong_key::{self, WrongKeyLog};
 use crate::cli::ServerArgs;
+use crate::cluster::{self, Command, Counters, Event, Link};
 use crate::keys::Ring;
 use crate::net::{self, Clock, Endpoint, Machine, Step};
 use anyhow::Context as _;
 use chat_cli::count;
 use chat_core::session::{
-    Dropped, GoneSlot, HistoryEntry, LeaveReason, MemberSlot, PresenceEntry, Relay, RelayConfig,
-    RelayEvent, RelayLimits, RelayStorage, RoomSlot, Stats,
+    ClusterRequest, ClusterStorage, Dropped, GoneSlot, HistoryEntry, LeaveReason, MemberSlot,
+    OrderError, PresenceEntry, ProposalSlot, Relay, RelayConfig, RelayEvent, RelayLimits,
+    RelayStorage, RemoteRoom, RemoteSlot, RoomSlot, Stats,
 };
 use chat_core::time::{Duration, Instant};
+use chat_core::wire::PresenceKind;
 use rand::rngs::StdRng;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::io;
 use std::net::SocketAddr;
@@ -83,6 +87,42 @@ impl HostStorage {
     }
 }
 
+/// Proposals (lines taken from local members, on their way to the broker) a clustered
+/// server holds between two turns of its loop; more get Busy.
+const PROPOSALS: usize = 1024;
+
+/// The storage of a clustered server's external ordering (`--cluster`).
+#[derive(Debug)]
+pub struct ClusterStore {
+    proposals: Vec<ProposalSlot>,
+    proposal_bytes: Vec<u8>,
+    remotes: Vec<RemoteSlot>,
+    remote_rooms: Vec<RemoteRoom>,
+}
+
+impl ClusterStore {
+    /// Room for [`PROPOSALS`] proposals of `max_datagram` bytes, and for as many members
+    /// on other servers as `limits` has members.
+    pub fn new(limits: &RelayLimits, max_datagram: usize) -> Self {
+        Self {
+            proposals: vec![ProposalSlot::EMPTY; PROPOSALS],
+            proposal_bytes: vec![0; PROPOSALS * max_datagram],
+            remotes: vec![RemoteSlot::EMPTY; limits.members],
+            remote_rooms: vec![RemoteRoom::EMPTY; limits.rooms],
+        }
+    }
+
+    /// The storage, for `Relay::with_external_ordering`.
+    pub fn as_storage(&mut self) -> ClusterStorage<'_> {
+        ClusterStorage {
+            proposals: &mut self.proposals,
+            proposal_bytes: &mut self.proposal_bytes,
+            remotes: &mut self.remotes,
+            remote_rooms: &mut self.remote_rooms,
+        }
+    }
+}
+
 /// `host-chat server`.
 pub fn run(args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
     let bind = super::parse_bind(&args.bind)?;
@@ -117,6 +157,7 @@ pub fn run(args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
         ))
         .into());
     }
+    let cluster = cluster_settings(args)?;
     let socket = mio::net::UdpSocket::bind(bind).map_err(|e| bind_error(bind, &e))?;
     let mut endpoint = Endpoint::new(socket, None).context("cannot set up the event loop")?;
     let bound = endpoint
@@ -156,11 +197,29 @@ pub fn run(args: &ServerArgs, key_env: Option<OsString>) -> anyhow::Result<()> {
         args.wire.max_datagram, args.wire.ttl, args.wire.clock_skew, args.member_timeout
     ));
     let stats_every = args.stats.map(Duration::from_secs);
+    let mut cluster_store = cluster
+        .as_ref()
+        .map(|_| ClusterStore::new(&limits, config.max_datagram));
+    if let Some(settings) = &cluster {
+        net::err(&format!(
+            "cluster: rooms served with the other servers of {} (--cluster-replicas {}, \
+             --cluster-max-age {}, --cluster-max-mib {})",
+            settings.urls.join(","),
+            args.cluster_replicas,
+            args.cluster_max_age,
+            args.cluster_max_mib
+        ));
+    }
+    let cluster = match (cluster, cluster_store.as_mut()) {
+        (Some(settings), Some(store)) => Some((settings, store.as_storage())),
+        _ => None,
+    };
     serve(
         &mut endpoint,
         keys.ring,
         config,
         storage.as_storage(),
+        cluster,
         signals,
         stats_every,
     )
@@ -177,6 +236,33 @@ fn size(bytes: usize) -> String {
     } else {
         format!("{:.1} GiB", b / (KIB * KIB * KIB))
     }
+}
+
+/// `--cluster` and its settings, checked.
+fn cluster_settings(args: &ServerArgs) -> anyhow::Result<Option<cluster::Settings>> {
+    if args.cluster.is_empty() {
+        return Ok(None);
+    }
+    let mut urls = Vec::new();
+    for url in &args.cluster {
+        let url = url.trim();
+        let valid = url.parse::<async_nats::ServerAddr>().is_ok() && !url.is_empty();
+        if !valid {
+            return Err(crate::error::BadArgument(format!(
+                "--cluster {url:?}: not a NATS address; expected nats://HOST:PORT, \
+                 comma-separated, e.g. nats://10.0.0.5:4222,nats://10.0.0.6:4222"
+            ))
+            .into());
+        }
+        urls.push(url.to_owned());
+    }
+    Ok(Some(cluster::Settings {
+        urls,
+        replicas: usize::from(args.cluster_replicas),
+        max_age: std::time::Duration::from_secs(args.cluster_max_age),
+        max_bytes: i64::try_from(args.cluster_max_mib << 20).unwrap_or(i64::MAX),
+        duplicate_window: std::time::Duration::from_secs(120),
+    }))
 }
 
 /// Turns a bind failure into one clear line.
@@ -199,20 +285,31 @@ fn bind_error(bind: SocketAddr, err: &io::Error) -> anyhow::Error {
     }
 }
 
-fn serve(
+fn serve<'a>(
     endpoint: &mut Endpoint,
     ring: Ring,
     config: RelayConfig,
-    storage: RelayStorage<'_, SocketAddr>,
+    storage: RelayStorage<'a, SocketAddr>,
+    cluster: Option<(cluster::Settings, ClusterStorage<'a>)>,
     signals: Receiver<i32>,
     stats_every: Option<Duration>,
 ) -> anyhow::Result<()> {
     let clock = Clock::new();
     let now = clock.now();
-    let relay = Relay::new(config, ring, net::rng()?, clock.wall_clock(now), storage)
+    let cluster_ring = ring.clone();
+    let mut relay = Relay::new(config, ring, net::rng()?, clock.wall_clock(now), storage)
         .map_err(|e| anyhow::anyhow!("cannot size the server: {e}"))?;
+    let mut side = None;
+    if let Some((settings, storage)) = cluster {
+        relay = relay
+            .with_external_ordering(storage)
+            .map_err(|e| anyhow::anyhow!("cannot size the cluster's storage: {e}"))?;
+        let link = cluster::start(settings, cluster_ring, endpoint.waker())?;
+        side = Some(ClusterSide::new(link, config.max_datagram));
+    }
     let mut server = Server {
         relay,
+        cluster: side,
         signals,
         stats_every,
         next_stats: stats_every.map(|every| now + every),
@@ -233,6 +330,8 @@ const CLOCK_SYNC: Duration = Duration::from_secs(60);
 
 struct Server<'a> {
     relay: HostRelay<'a>,
+    /// `--cluster`: the link to the broker thread.
+    cluster: Option<ClusterSide>,
     signals: Receiver<i32>,
     stats_every: Option<Duration>,
     next_stats: Option<Instant>,
@@ -263,6 +362,291 @@ impl Server<'_> {
             self.relay.room_count(),
         );
         self.log(&line);
+        if let Some(cluster) = &self.cluster {
+            self.log(&cluster.stats_line(&self.relay));
+        }
+    }
+}
+
+/// The loop's side of the link to the broker: what the broker sends is fed to the relay,
+/// what the relay asks for is sent.
+struct ClusterSide {
+    link: Link,
+    /// Lines the relay could not take yet (a member that stopped acknowledging holds a
+    /// room's history), per room, in order; fed again at `retry_at`.
+    held: HashMap<String, VecDeque<(u64, Vec<u8>)>>,
+    retry_at: Option<Instant>,
+    counters: Counters,
+    /// The broker: `None` before it first answered.
+    up: Option<bool>,
+    down_since: Option<std::time::Instant>,
+    /// Lines fed in order, lines found missing from a stream (gone by retention), tokens
+    /// not of our key.
+    ordered: u64,
+    gaps: u64,
+    invalid: u64,
+    buf: Vec<u8>,
+}
+
+/// Events taken from the broker thread per turn of the loop (the rest wait for the
+/// next turn, so datagrams are never kept waiting long).
+const EVENTS_PER_TURN: usize = 4096;
+
+impl ClusterSide {
+    fn new(link: Link, max_datagram: usize) -> Self {
+        Self {
+            link,
+            held: HashMap::new(),
+            retry_at: None,
+            counters: Counters::default(),
+            up: None,
+            down_since: None,
+            ordered: 0,
+            gaps: 0,
+            invalid: 0,
+            buf: vec![0; max_datagram],
+        }
+    }
+
+    fn stats_line(&self, relay: &HostRelay<'_>) -> String {
+        let c = &self.counters;
+        let broker = match self.up {
+            Some(true) => "up",
+            Some(false) => "down",
+            None => "connecting",
+        };
+        format!(
+            "cluster: broker={broker} published={} duplicates={} retries={} waiting={} \
+             outages={} ordered={} held={} gaps={} invalid={} proposals={}",
+            c.published,
+            c.duplicates,
+            c.retries,
+            c.waiting,
+            c.outages,
+            self.ordered,
+            self.held.values().map(VecDeque::len).sum::<usize>(),
+            self.gaps,
+            self.invalid,
+            relay.proposals_waiting()
+        )
+    }
+
+    /// Feeds one ordered line; whether the relay took it (or dropped it for good).
+    fn feed(
+        &mut self,
+        relay: &mut HostRelay<'_>,
+        now: Instant,
+        room: &str,
+        seq: u64,
+        token: &mut [u8],
+        log: &dyn Fn(&str),
+    ) -> bool {
+        match relay.handle_ordered(now, room, seq, token) {
+            Ok(chat_core::session::Ordered::AfterGap { from }) => {
+                self.ordered += 1;
+                self.gaps += 1;
+                log(&format!(
+                    "cluster: room {room}'s lines {from} to {} are no longer in the broker \
+                     (--cluster-max-age, --cluster-max-mib); members that lacked them are told",
+                    seq - 1
+                ));
+                true
+            }
+            Ok(_) => {
+                self.ordered += 1;
+                true
+            }
+            Err(OrderError::Busy { retry_after }) => {
+                let at = now + retry_after;
+                self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+                false
+            }
+            Err(OrderError::NotOpen) => true,
+            Err(OrderError::InvalidToken | OrderError::Malformed) => {
+                if self.invalid == 0 {
+                    log(&format!(
+                        "cluster: room {room}'s stream holds a line that is not ours (line \
+                         {seq}: another key?); skipped"
+                    ));
+                }
+                self.invalid += 1;
+                true
+            }
+        }
+    }
+
+    /// One turn: what the broker sent, what waited, what the relay asks for. When to
+    /// come back at the latest.
+    fn turn(
+        &mut self,
+        relay: &mut HostRelay<'_>,
+        now: Instant,
+        log: &dyn Fn(&str),
+    ) -> Option<Instant> {
+        for _ in 0..EVENTS_PER_TURN {
+            let Ok(event) = self.link.events.try_recv() else {
+                break;
+            };
+            self.event(relay, now, event, log);
+        }
+        if self.retry_at.is_some_and(|at| at <= now) {
+            self.retry_at = None;
+            let rooms: Vec<String> = self.held.keys().cloned().collect();
+            for room in rooms {
+                while let Some((seq, mut token)) =
+                    self.held.get_mut(&room).and_then(VecDeque::pop_front)
+                {
+                    if !self.feed(relay, now, &room, seq, &mut token, log) {
+                        if let Some(held) = self.held.get_mut(&room) {
+                            held.push_front((seq, token));
+                        }
+                        break;
+                    }
+                }
+                if self.held.get(&room).is_some_and(VecDeque::is_empty) {
+                    self.held.remove(&room);
+                }
+            }
+        }
+        while let Some(request) = relay.poll_request() {
+            let command = match request {
+                ClusterRequest::Open { room, resume } => Command::Open {
+                    room: room.to_string(),
+                    resume: resume.map(|r| (r.epoch, r.next_seq)),
+                },
+                ClusterRequest::Close { room } => {
+                    self.held.remove(room.as_str());
+                    Command::Close {
+                        room: room.to_string(),
+                    }
+                }
+                ClusterRequest::Lookup { room, session } => Command::Lookup {
+                    room: room.to_string(),
+                    session,
+                },
+                ClusterRequest::Joined {
+                    room,
+                    session,
+                    nick,
+                } => Command::Joined {
+                    room: room.to_string(),
+                    session,
+                    nick: nick.to_string(),
+                },
+                ClusterRequest::Left {
+                    room,
+                    session,
+                    nick,
+                    kind,
+                } => Command::Left {
+                    room: room.to_string(),
+                    session,
+                    nick: nick.to_string(),
+                    kind: kind.to_u8(),
+                },
+            };
+            let _ = self.link.commands.send(command);
+        }
+        while let Some(proposal) = relay.poll_proposal(&mut self.buf) {
+            let token = self.buf.get(..proposal.len).unwrap_or_default().to_vec();
+            let _ = self.link.commands.send(Command::Publish {
+                room: proposal.room.to_string(),
+                origin: proposal.origin,
+                msg_id: proposal.msg_id,
+                token,
+            });
+        }
+        if !self.link.events.is_empty() {
+            // More waits: come back at once.
+            return Some(now);
+        }
+        self.retry_at
+    }
+
+    fn event(&mut self, relay: &mut HostRelay<'_>, now: Instant, event: Event, log: &dyn Fn(&str)) {
+        match event {
+            Event::Opened {
+                room,
+                epoch,
+                next_seq,
+                roster,
+            } => {
+                let roster = roster
+                    .iter()
+                    .map(|(server, session, nick)| (*server, *session, nick.as_str()));
+                if !relay.open_room(now, &room, epoch, next_seq, roster) {
+                    log(&format!(
+                        "cluster: cannot open room {room}: too many rooms (--max-rooms)"
+                    ));
+                }
+            }
+            Event::OpenFailed { room, why } => {
+                relay.open_failed(&room);
+                log(&format!(
+                    "cluster: cannot open room {room} yet ({why}); its joins are tried again"
+                ));
+            }
+            Event::Ordered {
+                room,
+                seq,
+                mut token,
+            } => {
+                if let Some(held) = self.held.get_mut(&room) {
+                    held.push_back((seq, token));
+                } else if !self.feed(relay, now, &room, seq, &mut token, log) {
+                    self.held.entry(room).or_default().push_back((seq, token));
+                }
+            }
+            Event::Found {
+                room,
+                session,
+                lines,
+            } => relay.session_found(now, &room, session, &lines),
+            Event::RemoteJoined {
+                room,
+                server,
+                session,
+                nick,
+            } => relay.remote_joined(now, &room, server, session, &nick),
+            Event::RemoteLeft {
+                room,
+                server,
+                session,
+                kind,
+            } => {
+                let kind = PresenceKind::from_u8(kind).unwrap_or(PresenceKind::Left);
+                relay.remote_left(now, &room, server, session, kind);
+            }
+            Event::ServerGone { room, server } => {
+                relay.remote_server_gone(now, &room, server);
+                log(&format!(
+                    "cluster: server {server:016x} stopped answering; its members of room {room} are gone"
+                ));
+            }
+            Event::Broker { up } => {
+                match (self.up, up) {
+                    (None, true) => log("cluster: connected to the broker"),
+                    (_, false) => {
+                        self.down_since = Some(std::time::Instant::now());
+                        log(
+                            "cluster: the broker is unreachable: lines wait unreceipted (their \
+                             senders keep them) and flow again when it is back",
+                        );
+                    }
+                    (Some(false), true) => {
+                        let secs = self
+                            .down_since
+                            .take()
+                            .map_or(0.0, |at| at.elapsed().as_secs_f64());
+                        log(&format!("cluster: the broker is back after {secs:.1} s"));
+                    }
+                    (Some(true), true) => {}
+                }
+                self.up = Some(up);
+            }
+            Event::Counters(counters) => self.counters = counters,
+            Event::Log(line) => log(&line),
+        }
     }
 }
 
@@ -375,6 +759,12 @@ impl Machine for Server<'_> {
             };
             self.log(&line);
         }
+        let mut cluster_deadline = None;
+        if let Some(cluster) = self.cluster.as_mut() {
+            let log =
+                |line: &str| net::err(&format!("[{}] {line}", net::hms(net::unix_millis() / 1000)));
+            cluster_deadline = cluster.turn(&mut self.relay, now, &log);
+        }
         if let (Some(at), Some(every)) = (self.next_stats, self.stats_every)
             && at <= now
         {
@@ -385,10 +775,13 @@ impl Machine for Server<'_> {
             self.relay.sync_clock(now, net::unix_millis());
             self.next_clock_sync = now + CLOCK_SYNC;
         }
-        let deadline = match self.next_stats {
+        let mut deadline = match self.next_stats {
             Some(at) => at.min(self.next_clock_sync),
             None => self.next_clock_sync,
         };
+        if let Some(at) = cluster_deadline {
+            deadline = deadline.min(at);
+        }
         Step::Continue(Some(deadline))
     }
 

@@ -374,6 +374,31 @@ impl<
         }
     }
 
+    /// The driver now sends to another server (failover to the next server of a cluster):
+    /// join there at once, asking for our place (the room's epoch and the next message we
+    /// lack); after its Welcome every unanswered line goes again under the numbering the
+    /// server gives (PROTOCOL.md "Several servers"). While joining, the next Join goes at
+    /// once. Nothing happens once leaving or closed.
+    pub fn rejoin(&mut self, now: Instant) {
+        match self.state {
+            ClientState::Joined => {
+                self.state = ClientState::Joining;
+                self.waiting_since = now;
+                self.no_answer_told = false;
+            }
+            ClientState::Joining => {
+                self.waiting_since = now;
+                self.no_answer_told = false;
+            }
+            ClientState::SyncingClock | ClientState::Leaving | ClientState::Closed => return,
+        }
+        self.hello_due = true;
+        self.hello_deadline = None;
+        self.hello_rto = self.config.initial_rto;
+        self.last_heard = now;
+        self.lost = false;
+    }
+
     /// Gives up at once: the lines still waiting are reported undelivered and the session
     /// closes without waiting for the server (a goodbye is still sent, once).
     pub fn abort(&mut self, now: Instant) {

@@ -6,6 +6,7 @@ use super::delivery::Delivery;
 use super::members::Member;
 use super::receipts::RECEIPTS;
 use super::rooms::{self, room_members};
+use super::sequencer::Gate;
 use super::{Dropped, LeaveReason, Relay, RelayEvent, ReplyKind};
 use crate::session::truncated;
 use crate::time::{Duration, Instant};
@@ -57,6 +58,16 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             self.members.push_ready(m);
             return Err(Dropped::Duplicate);
         }
+        if let Some(gone) = self.gone.find(session)
+            && (gone.left || join.timestamp <= gone.at)
+        {
+            return Err(Dropped::Duplicate);
+        }
+        match self.gate_join(now, from, &join) {
+            Gate::Go => {}
+            Gate::Parked => return Ok(()),
+            Gate::Full => return Err(Dropped::Overloaded),
+        }
         let restored = match self.gone.find(session) {
             Some(gone) if gone.left || join.timestamp <= gone.at => {
                 // Said goodbye, or a Join made before the session went: a replay.
@@ -84,7 +95,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         if self.members.len() >= self.members.capacity() {
             return self.refuse(from, session, "server full", join.len);
         }
-        let nick = self.free_nick(r, join.nick);
+        let nick = self.free_nick(r, join.nick, session);
         let (epoch, next_seq) = match self.rooms.get(r) {
             Some(room) => (room.epoch, room.history.next_seq()),
             None => return Err(Dropped::Unexpected),
@@ -113,13 +124,19 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         }
         let m = self.members.insert(member).ok_or(Dropped::Overloaded)?;
         rooms::link(&mut self.rooms, &mut self.members, m);
-        let presence = self.announce(r, PresenceKind::Joined, &nick);
-        let (room_name, members) = match self.rooms.get_mut(r) {
+        let presence = if self.cluster_joined(r, session, &nick) {
+            // It moved here from another server of the cluster: not news to the room.
+            self.presence_of(r).map_or(0, |log| log.state.next())
+        } else {
+            self.announce(r, PresenceKind::Joined, &nick)
+        };
+        let members = self.total_members(r);
+        let room_name = match self.rooms.get_mut(r) {
             Some(room) => {
                 room.floor = room.floor.min(start);
-                (room.name.clone(), room.members)
+                room.name.clone()
             }
-            None => (String::new(), 0),
+            None => String::new(),
         };
         if let Some(member) = self.members.get_mut(m) {
             // Its own join is not news to it.
@@ -137,7 +154,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         Ok(())
     }
 
-    fn refuse(
+    pub(super) fn refuse(
         &mut self,
         addr: A,
         session: u64,
@@ -149,14 +166,18 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         Err(Dropped::Overloaded)
     }
 
-    /// `nick`, or the first of `nick-2`, `nick-3`, ... no other member of room `r` has
-    /// (its base shortened at a character boundary to fit [`NAME_MAX`]).
-    fn free_nick(&self, r: u32, nick: &str) -> String<NAME_MAX> {
+    /// `nick`, or the first of `nick-2`, `nick-3`, ... no other member of room `r` has,
+    /// here or on another server of a cluster (where `session` itself may be) (its base
+    /// shortened at a character boundary to fit [`NAME_MAX`]).
+    fn free_nick(&self, r: u32, nick: &str, session: u64) -> String<NAME_MAX> {
         let head = self
             .rooms
             .get(r)
             .map_or(super::members::NIL, |room| room.head);
-        let taken = |name: &str| room_members(&self.members, head).any(|(_, m)| m.nick == name);
+        let taken = |name: &str| {
+            room_members(&self.members, head).any(|(_, m)| m.nick == name)
+                || self.remote_nick_taken(r, name, session)
+        };
         let mut name: String<NAME_MAX> = truncated(nick);
         if !taken(&name) {
             return name;
@@ -229,8 +250,15 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             Some(room) => (room.name.clone(), room.members == 0),
             None => (String::new(), false),
         };
+        if self.cluster.is_some() {
+            self.cluster_left(r, member.session, &member.nick, reason);
+        }
         if empty {
-            self.rooms.free(r);
+            if self.cluster.is_some() {
+                self.close_room(r);
+            } else {
+                self.rooms.free(r);
+            }
         } else {
             self.announce(r, reason.presence(), &member.nick);
         }

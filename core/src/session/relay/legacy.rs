@@ -124,6 +124,9 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         if self.members.len() >= self.members.capacity() {
             return Err(Dropped::Overloaded);
         }
+        if !self.legacy_room_open(now) {
+            return Err(Dropped::Overloaded);
+        }
         let r = match self.rooms.by_name(LEGACY_ROOM) {
             Some(r) => r,
             None => {
@@ -150,7 +153,11 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         member.presence_acked = self.rooms.get(r).map_or(0, |room| room.presence.next());
         let m = self.members.insert(member).ok_or(Dropped::Overloaded)?;
         rooms::link(&mut self.rooms, &mut self.members, m);
-        let after = self.announce(r, PresenceKind::Joined, &nick);
+        let after = if self.cluster.is_some() && self.cluster_joined(r, session, &nick) {
+            self.presence_of(r).map_or(0, |log| log.state.next())
+        } else {
+            self.announce(r, PresenceKind::Joined, &nick)
+        };
         if let Some(member) = self.members.get_mut(m) {
             member.presence_acked = after;
         }
@@ -219,7 +226,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             let member = self.members.get(m)?;
             (member.room, member.presence_acked)
         };
-        let members = self.rooms.get(r)?.members;
+        let members = self.total_members(r);
         let room_for = crate::fernet::max_message_len(buf.len())?;
         let log = self.presence_of(r)?;
         let next = log.state.next();

@@ -68,14 +68,24 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             self.busy(now, r, m, msg_id, RETRY_MAX_MS as u16);
             return Ok(());
         } else {
-            match self.append_line(now, r, session, &nick, text) {
-                Ok(seq) => {
-                    self.stats.relayed = self.stats.relayed.saturating_add(1);
+            match self.take_line(now, r, session, msg_id, &nick, text) {
+                Ok(taken) => {
                     if its_turn && let Some(room) = self.rooms.get_mut(r) {
                         // Its turn came and its line is in.
                         self.members.unlink_wait(&mut room.waiting, m);
                     }
-                    let recipients = self.rooms.get(r).map_or(0, |room| room.members);
+                    let Some(seq) = taken else {
+                        // Proposed: the room's order is kept outside, and the line's
+                        // answer comes with it (sequencer.rs).
+                        let member = self.members.get_mut(m).ok_or(Dropped::Unexpected)?;
+                        member.turns_missed = 0;
+                        member.next_msg_id = msg_id.wrapping_add(1);
+                        member.busy = None;
+                        self.members.set_addr(m, from);
+                        return Ok(());
+                    };
+                    self.stats.relayed = self.stats.relayed.saturating_add(1);
+                    let recipients = self.total_members(r);
                     Outcome::Accepted { seq, recipients }
                 }
                 Err(retry_after_ms) => {
@@ -261,7 +271,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
     /// Makes room for a `len`-byte token in room `r`'s history: drops what every member
     /// the room waits for has acknowledged; if that is not enough, stops waiting for
     /// members stalled past the stall limit. Whether there is room.
-    fn make_room(&mut self, now: Instant, r: u32, len: usize) -> bool {
+    pub(super) fn make_room(&mut self, now: Instant, r: u32, len: usize) -> bool {
         for attempt in 0..3 {
             let floor = match attempt {
                 0 => self.rooms.get(r).map_or(0, |room| room.floor),
@@ -332,7 +342,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
     /// How long a sender should wait before offering its line again to room `r`, ms:
     /// about two round trips of the slowest member the room waits for, no later than
     /// when that member would be cut.
-    fn retry_after(&self, now: Instant, r: u32) -> u16 {
+    pub(super) fn retry_after(&self, now: Instant, r: u32) -> u16 {
         let floor = self.scan_floor(r);
         let mut wait = RETRY_MAX_MS;
         if let Some(room) = self.rooms.get(r) {

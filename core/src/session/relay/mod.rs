@@ -14,6 +14,9 @@
 //! | `transmit` | what each member is owed next, and the datagrams for it |
 //! | `legacy` | bare-text peers (the original Python chat) |
 //! | `receipts` | the answers to a member's recent lines |
+//! | `sequencer` | external ordering: rooms served together with other servers |
+//! | `record` | the line record a cluster's broker stores |
+//! | `remote` | the members other servers of a cluster have |
 
 mod delivery;
 mod gone;
@@ -24,7 +27,10 @@ mod lines;
 mod members;
 mod presence;
 mod receipts;
+mod record;
+mod remote;
 mod rooms;
+mod sequencer;
 mod transmit;
 
 pub use gone::GoneSlot;
@@ -33,7 +39,12 @@ pub use legacy::LEGACY_ROOM;
 pub use members::MemberSlot;
 pub use presence::PresenceEntry;
 pub use receipts::RECEIPTS;
+pub use record::{LineRecord, RECORD_MAGIC, RECORD_OVERHEAD, RECORD_VERSION};
 pub use rooms::RoomSlot;
+pub use sequencer::{
+    ClusterRequest, ClusterStorage, OrderError, Ordered, Proposal, ProposalSlot, RemoteRoom,
+    RemoteSlot,
+};
 
 use super::{DEFAULT_CLOCK_SKEW, DEFAULT_MAX_DATAGRAM, DEFAULT_TTL, Dropped, judge_age, open};
 use crate::fernet::KeyRing;
@@ -365,6 +376,8 @@ pub struct Relay<'a, A, R, const K: usize = 3> {
     member_timer: Option<Instant>,
     /// When the rooms' timers (presence, admission) next need a look.
     room_timer: Option<Instant>,
+    /// External ordering, if the relay serves its rooms with other servers.
+    cluster: Option<sequencer::Cluster<'a, A>>,
 }
 
 impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
@@ -414,6 +427,7 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
             stats: Stats::default(),
             member_timer: None,
             room_timer: None,
+            cluster: None,
         })
     }
 

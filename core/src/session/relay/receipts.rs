@@ -57,6 +57,13 @@ impl Receipts {
         known
     }
 
+    /// Whether the answer to `msg_id` is remembered.
+    pub fn knows(&self, msg_id: u32) -> bool {
+        self.slots
+            .get(slot(msg_id))
+            .is_some_and(|s| s.is_some_and(|r| r.msg_id == msg_id))
+    }
+
     /// Whether some answer is due.
     pub fn any_due(&self) -> bool {
         self.due != 0

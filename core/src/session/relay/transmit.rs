@@ -206,6 +206,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         if member.legacy {
             return self.emit_legacy(m, due, buf);
         }
+        let members = self.total_members(r);
         let room = self.rooms.get(r)?;
         let body = match due {
             Due::Welcome => {
@@ -214,7 +215,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
                     epoch: room.epoch,
                     next_seq: d.missed.map_or(d.acked(), |(from, _)| from),
                     next_msg_id: member.next_msg_id,
-                    members: room.members,
+                    members,
                     window: member.window,
                     presence: member.presence_acked,
                     nick: &member.nick,
@@ -228,10 +229,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
                 msg_id,
                 retry_after_ms,
             },
-            Due::Pong(counter) => Body::Pong {
-                counter,
-                members: room.members,
-            },
+            Due::Pong(counter) => Body::Pong { counter, members },
             Due::Missed { from, to } => Body::Missed { from, to },
             Due::Members(start) => return self.emit_members(m, start, buf),
             Due::Presence => return self.emit_presence(now, m, buf),
@@ -244,17 +242,19 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
     /// A page of room members from position `start`.
     fn emit_members(&mut self, m: u32, start: u32, buf: &mut [u8]) -> Option<usize> {
         let member = self.members.get(m)?;
+        let total = self.total_members(member.room);
         let room = self.rooms.get(member.room)?;
         let mut scratch = [0u8; LIST_SCRATCH];
         let room_for = list_room(buf.len()).min(scratch.len());
         let names = room_members(&self.members, room.head)
-            .skip(start as usize)
-            .map(|(_, m)| m.nick.as_str());
+            .map(|(_, m)| m.nick.as_str())
+            .chain(self.remote_names(member.room))
+            .skip(start as usize);
         let nicks = Names::pack(names, scratch.get_mut(..room_for)?);
         let repr = Repr {
             session: member.session,
             body: Body::Members {
-                total: room.members,
+                total,
                 start,
                 nicks,
             },
@@ -269,7 +269,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             let member = self.members.get(m)?;
             (member.room, member.session, member.presence_acked)
         };
-        let members = self.rooms.get(r)?.members;
+        let members = self.total_members(r);
         let mut scratch = [0u8; LIST_SCRATCH];
         let room_for = list_room(buf.len()).min(scratch.len());
         let log = self.presence_of(r)?;
