@@ -720,3 +720,6 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
         self.next_timer
     }
 }
+
+#[cfg(test)]
+mod tests;
