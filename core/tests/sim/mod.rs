@@ -132,6 +132,8 @@ pub struct Sim {
     pub relay_out: Vec<(Addr, usize)>,
     pub key: Key,
     pub seed: u64,
+    /// Datagrams that arrived for addresses that are no simulated client, in order.
+    pub outside: Vec<(Addr, Vec<u8>)>,
 }
 
 impl Sim {
@@ -158,6 +160,7 @@ impl Sim {
             relay_out: Vec::new(),
             key: key(),
             seed,
+            outside: Vec::new(),
         }
     }
 
@@ -391,7 +394,10 @@ impl Sim {
             } else {
                 let index = packet.to as usize - 1;
                 let Some(peer) = self.peers.get_mut(index) else {
-                    continue; // an address the simulation does not run
+                    // An address the simulation does not run (a raw socket, a legacy
+                    // peer): kept for the test to read.
+                    self.outside.push((packet.to, packet.bytes));
+                    continue;
                 };
                 if peer.paused {
                     continue;
