@@ -135,6 +135,56 @@ fn a_legacy_peer_that_fell_behind_the_history_is_told_what_it_missed() {
 }
 
 #[test]
+fn a_legacy_line_the_busy_room_cannot_take_is_answered_once_and_holds_nothing() {
+    let limits = RelayLimits {
+        history: 4,
+        history_bytes: RelayLimits::history_bytes_for(4).max(1232),
+        ..SMALL
+    };
+    let mut sim = Sim::with(32, Faults::default(), RelayConfig::default(), limits);
+    let ann = sim.add_client("ann", "lobby");
+    let slow = sim.add_client("slow", "lobby");
+    sim.join_all(secs(5));
+    sim.run_for(secs(1));
+    // slow stops acknowledging: the history fills with lines it has not acknowledged.
+    sim.pause(slow);
+    for k in 0..4 {
+        sim.say(ann, format!("line {k}"));
+    }
+    assert!(sim.run_until(secs(2), Sim::all_answered));
+    assert_eq!(say_legacy(&mut sim, OLD, "can I?", 1), Ok(()));
+    sim.run_for(secs(2));
+    let busy = "server: the room is busy and did not take your line: send it again in a moment";
+    assert_eq!(
+        heard(&sim, OLD)
+            .iter()
+            .filter(|text| text.as_str() == busy)
+            .count(),
+        1,
+        "{:#?}",
+        heard(&sim, OLD)
+    );
+    // slow catches up: the room has room, and ann's next line goes straight in (no
+    // sender is left waiting for a turn: the legacy peer does not send its line again).
+    sim.resume(slow);
+    assert!(sim.run_until(secs(5), |sim| sim.lines(slow).len() == 4));
+    sim.run_for(secs(1));
+    let busy_before = sim.relay.stats().busy;
+    sim.say(ann, "after");
+    assert!(sim.run_until(secs(2), Sim::all_answered));
+    assert_eq!(sim.relay.stats().busy, busy_before, "no Busy for ann");
+    assert_eq!(
+        heard(&sim, OLD)
+            .iter()
+            .filter(|text| text.as_str() == busy)
+            .count(),
+        1,
+        "{:#?}",
+        heard(&sim, OLD)
+    );
+}
+
+#[test]
 fn replayed_legacy_tokens_are_refused_while_they_are_inside_the_ttl() {
     let limits = RelayLimits {
         history: 16,
