@@ -331,3 +331,56 @@ fn lines_taken_across_the_wrap_keep_their_numbers_when_the_session_comes_back() 
         "numbered on after the wrap"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The relay's tables against models, under random operations: whatever the hash chains
+// look like (collisions, removals from the middle of a chain, slots reused), a lookup
+// finds exactly what the model holds.
+
+/// GoneTable: a ring of `cap` positions; taking a record leaves a hole that still takes
+/// its position until the ring comes round; inserting a session forgets its older record.
+#[test]
+fn departed_sessions_are_remembered_as_a_ring_whatever_the_chains() {
+    use super::gone::GoneTable;
+    use rand::{Rng, RngExt};
+    use std::collections::VecDeque;
+    for (seed, cap) in [(1u64, 1usize), (2, 3), (3, 8), (4, 16)] {
+        let mut slots = vec![GoneSlot::EMPTY; cap];
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut table = GoneTable::new(&mut slots, (rng.next_u64(), rng.next_u64()));
+        // Positions of the ring, oldest first: a record (session, at) or a hole.
+        let mut model: VecDeque<Option<(u64, u64)>> = VecDeque::new();
+        for step in 0..2000u64 {
+            // Few sessions, so that records are replaced, taken and collide often.
+            let session = rng.random_range(1..=2 * cap as u64 + 2);
+            if rng.random_bool(0.3) {
+                let taken = table.take(session).map(|g| (g.session, g.at));
+                let expected = model
+                    .iter_mut()
+                    .find(|p| p.is_some_and(|(s, _)| s == session))
+                    .and_then(Option::take);
+                assert_eq!(taken, expected, "seed {seed} step {step}: take {session}");
+            } else {
+                table.insert(Gone::new(session, step, false, 1, Receipts::default()));
+                if let Some(p) = model
+                    .iter_mut()
+                    .find(|p| p.is_some_and(|(s, _)| s == session))
+                {
+                    *p = None;
+                }
+                if model.len() == cap {
+                    model.pop_front();
+                }
+                model.push_back(Some((session, step)));
+            }
+            for s in 1..=2 * cap as u64 + 2 {
+                let expected = model.iter().flatten().find(|(m, _)| *m == s).copied();
+                assert_eq!(
+                    table.find(s).map(|g| (g.session, g.at)),
+                    expected,
+                    "seed {seed} step {step}: find {s}"
+                );
+            }
+        }
+    }
+}
