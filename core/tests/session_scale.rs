@@ -101,6 +101,7 @@ fn ten_thousand_members_over_a_thousand_rooms() {
     for r in 0..rooms {
         let room: Vec<usize> = members.iter().copied().filter(|m| m % rooms == r).collect();
         assert_everyone_saw(&sim, &room, per_room);
+        assert_stable_room(&sim, &room);
         for &m in &room {
             for line in sim.lines(m) {
                 let from: usize = line.rsplit(' ').next().unwrap().parse().unwrap();

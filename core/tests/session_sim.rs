@@ -67,7 +67,7 @@ fn three_members_share_one_history_on_a_clean_network() {
     let mut sim = Sim::new(1, Faults::default());
     let nicks = ["ann", "bob", "cy"];
     let members = chat(&mut sim, &nicks, 10);
-    let history = assert_one_history(&sim, &members);
+    let history = assert_stable_room(&sim, &members);
     assert_eq!(history.len(), 30, "joins take no place in the history");
     own_lines_in_order(&sim, &members, &nicks, 10);
     for &m in &members {
@@ -92,7 +92,7 @@ fn loss_duplication_and_reordering_lose_nothing_and_repeat_nothing() {
         let mut sim = Sim::new(seed, faults);
         let nicks = ["ann", "bob", "cy"];
         let members = chat(&mut sim, &nicks, 12);
-        assert_one_history(&sim, &members);
+        assert_stable_room(&sim, &members);
         own_lines_in_order(&sim, &members, &nicks, 12);
         assert!(sim.relay.stats().retransmitted > 0, "the faults were real");
     }
@@ -400,7 +400,7 @@ fn every_line_of_a_burst_gets_its_own_receipt() {
     assert_eq!(receipts.len(), 40);
     let seqs: Vec<u64> = receipts.values().map(|&(seq, _)| seq).collect();
     assert_eq!(seqs, (0..40).collect::<Vec<_>>());
-    assert_one_history(&sim, &[ann, slow]);
+    assert_stable_room(&sim, &[ann, slow]);
 }
 
 #[test]
@@ -752,6 +752,8 @@ fn rooms_are_isolated_and_room_messages_replayed_elsewhere_are_dropped() {
     sim.run_for(secs(1));
     assert_eq!(sim.lines(a2), ["ann: in alpha"]);
     assert_eq!(sim.lines(b1), ["bob: in beta"]);
+    assert_stable_room(&sim, &[a1, a2]);
+    assert_stable_room(&sim, &[b1]);
     assert_eq!(sim.delivered(a1).values().next().unwrap().0, 0);
     assert_eq!(
         sim.delivered(b1).values().next().unwrap().0,
@@ -799,7 +801,7 @@ fn members_on_the_old_and_the_new_key_chat_during_a_rotation() {
     assert!(sim.run_until(secs(5), |sim| sim.all_answered()
         && sim.lines(ann).len() == 2
         && sim.lines(bob).len() == 2));
-    assert_one_history(&sim, &[ann, bob]);
+    assert_stable_room(&sim, &[ann, bob]);
     // A member with only the old key cannot read the server any more.
     let stale = sim.add_client_with(
         ClientConfig::new("stale", "lobby"),
@@ -969,7 +971,7 @@ fn a_busy_room_serves_its_senders_in_turn() {
         last - first <= last / 4,
         "senders finish together, none starved: {finished:?}"
     );
-    assert_one_history(&sim, &members);
+    assert_stable_room(&sim, &members);
 }
 
 #[test]

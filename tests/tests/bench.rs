@@ -6,6 +6,13 @@ use serde_json::Value;
 use std::io;
 use std::time::Duration;
 
+/// `--drain`: a run stops as soon as every line has its answer and every delivery came;
+/// the drain only ends a run where something is missing. Generous, so that a loaded
+/// machine's pause is never counted as loss (the default, 5 s, is for people watching).
+const DRAIN: &str = "--drain=30";
+/// Bound on a whole run: the drain and more, against a hang.
+const RUN: Duration = Duration::from_secs(120);
+
 #[test]
 fn bench_against_a_spawned_server_delivers_everything() {
     let mut cmd = host_chat();
@@ -17,8 +24,9 @@ fn bench_against_a_spawned_server_delivers_everything() {
         "--messages",
         "20",
         "--json",
+        DRAIN,
     ]);
-    let out = run(&mut cmd, io::empty(), Duration::from_secs(60)).success();
+    let out = run(&mut cmd, io::empty(), RUN).success();
     let report: Value = serde_json::from_str(out.stdout_text().trim())
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout_text()));
     assert_eq!(report["mode"], "framed");
@@ -55,8 +63,9 @@ fn bench_against_the_plain_relay() {
         "--messages",
         "30",
         "--json",
+        DRAIN,
     ]);
-    let out = run(&mut cmd, io::empty(), Duration::from_secs(60)).success();
+    let out = run(&mut cmd, io::empty(), RUN).success();
     let report: Value = serde_json::from_str(out.stdout_text().trim()).unwrap();
     assert_eq!(report["fanout"], 2, "the others, not the sender");
     assert_eq!(report["accepted"], 30, "{report}");
@@ -79,8 +88,9 @@ fn bench_spreads_clients_over_rooms_and_reads_the_servers_cost() {
             "--messages",
             "60",
             "--json",
+            DRAIN,
         ]);
-        let out = run(&mut cmd, io::empty(), Duration::from_secs(60)).success();
+        let out = run(&mut cmd, io::empty(), RUN).success();
         let report: Value = serde_json::from_str(out.stdout_text().trim()).unwrap();
         // Two members per room: the sender and the other (framed), the other (plain).
         let fanout = if mode == "framed" { 2 } else { 1 };

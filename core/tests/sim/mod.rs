@@ -132,6 +132,8 @@ pub struct Sim {
     pub relay_out: Vec<(Addr, usize)>,
     pub key: Key,
     pub seed: u64,
+    /// Datagrams that arrived for addresses that are no simulated client, in order.
+    pub outside: Vec<(Addr, Vec<u8>)>,
 }
 
 impl Sim {
@@ -158,6 +160,7 @@ impl Sim {
             relay_out: Vec::new(),
             key: key(),
             seed,
+            outside: Vec::new(),
         }
     }
 
@@ -391,7 +394,10 @@ impl Sim {
             } else {
                 let index = packet.to as usize - 1;
                 let Some(peer) = self.peers.get_mut(index) else {
-                    continue; // an address the simulation does not run
+                    // An address the simulation does not run (a raw socket, a legacy
+                    // peer): kept for the test to read.
+                    self.outside.push((packet.to, packet.bytes));
+                    continue;
                 };
                 if peer.paused {
                     continue;
@@ -582,4 +588,51 @@ pub fn assert_one_history(sim: &Sim, members: &[usize]) -> BTreeMap<u64, String>
         }
     }
     by_seq
+}
+
+/// [`assert_one_history`] for a room whose membership did not change while its lines
+/// were sent (everyone joined first, nobody left or paused): every member saw every line
+/// and every line it sent got a Receipt, whose `seq` is where that line stands in the
+/// room's history and whose `recipients` is the room's size (PROTOCOL.md "Sending a
+/// line": the room's members at that moment, the sender included).
+pub fn assert_stable_room(sim: &Sim, members: &[usize]) -> BTreeMap<u64, String> {
+    let history = assert_one_history(sim, members);
+    for &index in members {
+        assert_eq!(
+            sim.transcript(index).len(),
+            history.len(),
+            "member {index} saw every line (seed {})",
+            sim.seed
+        );
+        let nick = sim.peers[index]
+            .client
+            .as_ref()
+            .map(|c| c.nick().to_owned())
+            .unwrap_or_default();
+        let receipts = sim.delivered(index);
+        assert_eq!(
+            receipts.len(),
+            sim.peers[index].sent.len(),
+            "member {index}: a receipt per line"
+        );
+        for (id, (seq, recipients)) in receipts {
+            let text = &sim.peers[index]
+                .sent
+                .iter()
+                .find(|(i, _)| *i == id)
+                .expect("a receipt for a line we sent")
+                .1;
+            assert_eq!(
+                history.get(&seq),
+                Some(&format!("{nick}: {text}")),
+                "member {index}'s receipt for line {id} names #{seq}"
+            );
+            assert_eq!(
+                recipients as usize,
+                members.len(),
+                "member {index}'s receipt for line {id} counts the room"
+            );
+        }
+    }
+    history
 }

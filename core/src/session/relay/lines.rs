@@ -116,7 +116,11 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
     /// address does not follow a frame that changed nothing.
     fn busy(&mut self, now: Instant, r: u32, m: u32, msg_id: u32, retry_after_ms: u16) {
         self.stats.busy = self.stats.busy.saturating_add(1);
-        if let Some(room) = self.rooms.get_mut(r) {
+        // A legacy sender never sends its line again (PROTOCOL.md "Legacy senders"): it
+        // is told, and waits for no turn (in the line, it would hold every other sender
+        // to a Busy first, and be told its turn again and again).
+        let legacy = self.members.get(m).is_some_and(|member| member.legacy);
+        if !legacy && let Some(room) = self.rooms.get_mut(r) {
             self.members.push_wait(&mut room.waiting, m);
         }
         if let Some(member) = self.members.get_mut(m) {

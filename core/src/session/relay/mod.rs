@@ -771,3 +771,6 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
             .min()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,386 @@
+//! The relay with real clients, wired to each other directly (`Wire`: no loss unless a
+//! test cuts a direction), for what a test needs the relay's own state for: a session
+//! whose line numbering crosses `u32::MAX` (PROTOCOL.md "Sending a line": `msg_id`s wrap
+//! at 2³²), which no client reaches in a test's time. The test plants the record the
+//! relay keeps of a departed session (its next `msg_id`), as it would have after four
+//! billion lines, and the client comes back to it; everything else happens on the wire.
+//! The protocol's other promises are held in the simulator (`core/tests/`).
+
+extern crate std;
+
+use super::gone::Gone;
+use super::receipts::Receipts;
+use super::*;
+use crate::fernet::Key;
+use crate::session::{Client, ClientConfig, ClientEvent};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::vec;
+use std::vec::Vec;
+
+const UNIX_START_MS: u64 = 1_700_000_000_000;
+type TestClient = Client<StdRng, 0, 64, 8, 16, 8>;
+
+fn key() -> Key {
+    Key::from_bytes(&[5; 32])
+}
+
+/// Storage for a small relay: 8 members, 2 rooms of 16 messages.
+struct Storage {
+    members: Vec<MemberSlot<u32>>,
+    gone: Vec<GoneSlot>,
+    rooms: Vec<RoomSlot>,
+    history: Vec<HistoryEntry>,
+    history_bytes: Vec<u8>,
+    presence: Vec<PresenceEntry>,
+}
+
+impl Storage {
+    fn new() -> Self {
+        Self {
+            members: vec![MemberSlot::EMPTY; 8],
+            gone: vec![GoneSlot::EMPTY; 8],
+            rooms: vec![RoomSlot::EMPTY; 2],
+            history: vec![HistoryEntry::EMPTY; 2 * 16],
+            history_bytes: vec![0; 2 * 16 * 256],
+            presence: vec![PresenceEntry::EMPTY; 2 * 16],
+        }
+    }
+
+    fn relay(&mut self, now: Instant) -> Relay<'_, u32, StdRng, 0> {
+        Relay::new(
+            RelayConfig::default(),
+            KeyRing::new(key()),
+            StdRng::seed_from_u64(1),
+            WallClock::synced(now, UNIX_START_MS + now.millis()),
+            RelayStorage {
+                members: &mut self.members,
+                gone: &mut self.gone,
+                rooms: &mut self.rooms,
+                history: &mut self.history,
+                history_bytes: &mut self.history_bytes,
+                presence: &mut self.presence,
+            },
+        )
+        .expect("consistent storage")
+    }
+}
+
+/// A relay and its clients (client `i` at address `i`), datagrams handed over at once.
+struct Wire<'a> {
+    relay: Relay<'a, u32, StdRng, 0>,
+    clients: Vec<TestClient>,
+    events: Vec<Vec<ClientEvent<64>>>,
+    /// Every datagram each client sent.
+    sent: Vec<Vec<Vec<u8>>>,
+    /// A paused client does nothing, and what is sent to it is lost (a machine asleep).
+    paused: Vec<bool>,
+    now: Instant,
+}
+
+impl<'a> Wire<'a> {
+    fn new(relay: Relay<'a, u32, StdRng, 0>) -> Self {
+        Self {
+            relay,
+            clients: Vec::new(),
+            events: Vec::new(),
+            sent: Vec::new(),
+            paused: Vec::new(),
+            now: Instant::from_millis(0),
+        }
+    }
+
+    fn add(&mut self, nick: &str) -> usize {
+        let i = self.clients.len();
+        let client = Client::new(
+            &ClientConfig::new(nick, "lobby"),
+            KeyRing::new(key()),
+            StdRng::seed_from_u64(100 + i as u64),
+            WallClock::synced(self.now, UNIX_START_MS + self.now.millis()),
+            self.now,
+        )
+        .expect("valid names");
+        self.clients.push(client);
+        self.events.push(Vec::new());
+        self.sent.push(Vec::new());
+        self.paused.push(false);
+        i
+    }
+
+    /// One round (every client, then the relay), then 5 ms pass.
+    fn step(&mut self) {
+        let now = self.now;
+        let mut buf = [0u8; 1232];
+        for (i, client) in self.clients.iter_mut().enumerate() {
+            if self.paused[i] {
+                continue;
+            }
+            if client.poll_timeout().is_some_and(|at| at <= now) {
+                client.handle_timeout(now);
+            }
+            while let Some(len) = client.poll_transmit(now, &mut buf) {
+                self.sent[i].push(buf[..len].to_vec());
+                let _ = self.relay.handle_datagram(now, i as u32, &mut buf[..len]);
+            }
+        }
+        self.relay.handle_timeout(now);
+        self.flush_relay();
+        self.now = now + Duration::from_millis(5);
+    }
+
+    /// What the relay has to send goes out now.
+    fn flush_relay(&mut self) {
+        let mut buf = [0u8; 1232];
+        while let Some((to, len)) = self.relay.poll_transmit(self.now, &mut buf) {
+            if let Some(client) = self.clients.get_mut(to as usize)
+                && !self.paused[to as usize]
+            {
+                let _ = client.handle_datagram(self.now, &mut buf[..len]);
+            }
+        }
+        for (i, client) in self.clients.iter_mut().enumerate() {
+            while let Some(event) = client.poll_event() {
+                self.events[i].push(event);
+            }
+        }
+    }
+
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&Self) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end && !done(self) {
+            self.step();
+        }
+        done(self)
+    }
+
+    /// Client `i`'s outcomes: id → seq, in the order they came.
+    fn delivered(&self, i: usize) -> Vec<(u32, u64)> {
+        self.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Delivered { id, seq, .. } => Some((*id, *seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Room messages client `i` has shown: (seq, text).
+    fn shown(&self, i: usize) -> Vec<(u64, std::string::String)> {
+        self.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Message { seq, text, .. } => Some((*seq, text.as_str().into())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The `msg_id` of every Chat client `i` sent, in order.
+    fn chat_ids(&self, i: usize) -> Vec<u32> {
+        self.sent[i]
+            .iter()
+            .filter_map(|token| {
+                let mut plain = vec![0u8; token.len()];
+                let opened = key().decrypt(token, None, &mut plain).ok()?;
+                match Repr::parse(opened.plaintext).ok()?.body {
+                    Body::Chat { msg_id, .. } => Some(msg_id),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A session the relay remembers as departed with its numbering at `next_msg_id`: its
+/// client (`ann`, joining for the first time in this process) is given that numbering
+/// back in its Welcome, as a client coming back after a long life would be.
+fn wire_with_numbering_at<'a>(storage: &'a mut Storage, next_msg_id: u32) -> Wire<'a> {
+    let mut wire = Wire::new(storage.relay(Instant::from_millis(0)));
+    let ann = wire.add("ann");
+    let session = wire.clients[ann].session();
+    wire.relay.gone.insert(Gone::new(
+        session,
+        0,
+        false,
+        next_msg_id,
+        Receipts::default(),
+    ));
+    wire.add("bob");
+    assert!(wire.run_until(Duration::from_secs(2), |w| {
+        w.clients.iter().all(|c| c.state() == ClientState::Joined)
+    }));
+    wire
+}
+
+use crate::session::ClientState;
+
+#[test]
+fn a_session_numbers_its_lines_across_the_wrap() {
+    let mut storage = Storage::new();
+    let mut wire = wire_with_numbering_at(&mut storage, u32::MAX - 1);
+    let (ann, bob) = (0, 1);
+    for k in 0..5 {
+        wire.clients[ann].send(&std::format!("line {k}")).unwrap();
+    }
+    assert!(
+        wire.run_until(Duration::from_secs(2), |w| w.delivered(ann).len() == 5
+            && w.shown(bob).len() == 5)
+    );
+    assert_eq!(
+        wire.chat_ids(ann),
+        [u32::MAX - 1, u32::MAX, 0, 1, 2],
+        "numbered on from the Welcome, wrapping"
+    );
+    assert_eq!(
+        wire.delivered(ann),
+        [(1, 0), (2, 1), (3, 2), (4, 3), (5, 4)],
+        "one answer per line, in order"
+    );
+    let texts: Vec<_> = wire.shown(bob).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["line 0", "line 1", "line 2", "line 3", "line 4"]);
+
+    // Retransmissions from before and after the wrap are answered again, the same, and
+    // make no second room message; lines after them are taken in order.
+    let chats: Vec<Vec<u8>> = wire.sent[ann]
+        .iter()
+        .filter(|t| {
+            let mut plain = vec![0u8; t.len()];
+            key().decrypt(t, None, &mut plain).is_ok_and(|o| {
+                matches!(
+                    Repr::parse(o.plaintext).map(|r| r.body),
+                    Ok(Body::Chat { .. })
+                )
+            })
+        })
+        .cloned()
+        .collect();
+    let now = wire.now;
+    for index in [1, 3] {
+        assert_eq!(
+            wire.relay
+                .handle_datagram(now, ann as u32, &mut chats[index].clone()),
+            Err(Dropped::Duplicate),
+            "chat {index} again"
+        );
+    }
+    let mut buf = [0u8; 1232];
+    let mut answers = Vec::new();
+    while let Some((to, len)) = wire.relay.poll_transmit(now, &mut buf) {
+        let mut plain = vec![0u8; len];
+        let opened = key().decrypt(&buf[..len], None, &mut plain).unwrap();
+        if let Body::Receipt { msg_id, seq, .. } = Repr::parse(opened.plaintext).unwrap().body {
+            answers.push((to, msg_id, seq));
+        }
+    }
+    assert_eq!(
+        answers,
+        [(0, u32::MAX, 1), (0, 1, 3)],
+        "the same answers, the older first"
+    );
+    assert_eq!(wire.relay.stats().relayed, 5);
+    wire.clients[ann].send("after the replays").unwrap();
+    assert!(wire.run_until(Duration::from_secs(2), |w| w.delivered(ann).len() == 6));
+    assert_eq!(wire.delivered(ann)[5], (6, 5));
+    assert_eq!(wire.chat_ids(ann).last(), Some(&3));
+}
+
+#[test]
+fn lines_taken_across_the_wrap_keep_their_numbers_when_the_session_comes_back() {
+    let mut storage = Storage::new();
+    let mut wire = wire_with_numbering_at(&mut storage, u32::MAX);
+    let (ann, bob) = (0, 1);
+    // ann's lines reach the room, but her machine sleeps before their answers come,
+    // past the member timeout: the relay keeps her numbering.
+    for k in 0..3 {
+        wire.clients[ann].send(&std::format!("line {k}")).unwrap();
+    }
+    let now = wire.now;
+    let mut buf = [0u8; 1232];
+    while let Some(len) = wire.clients[ann].poll_transmit(now, &mut buf) {
+        let _ = wire.relay.handle_datagram(now, ann as u32, &mut buf[..len]);
+    }
+    assert_eq!(wire.relay.stats().relayed, 3, "u32::MAX, 0 and 1 taken");
+    wire.paused[ann] = true;
+    assert!(wire.run_until(Duration::from_secs(40), |w| w.relay.member_count() == 1));
+    wire.paused[ann] = false;
+    // Back: her next frame gets "not joined"; she joins again, is given her numbering
+    // (u32::MAX + 3 wrapped: 2), keeps the numbers of the lines the relay took, and
+    // gets their answers, each once; the room has each line once.
+    assert!(
+        wire.run_until(Duration::from_secs(20), |w| w.delivered(ann).len() == 3
+            && w.shown(bob).len() == 3)
+    );
+    let mut outcomes = wire.delivered(ann);
+    outcomes.sort_unstable();
+    assert_eq!(outcomes, [(1, 0), (2, 1), (3, 2)]);
+    assert_eq!(wire.relay.stats().relayed, 3, "no line twice");
+    let texts: Vec<_> = wire.shown(bob).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["line 0", "line 1", "line 2"]);
+    assert!(
+        wire.chat_ids(ann)
+            .iter()
+            .all(|id| [u32::MAX, 0, 1].contains(id)),
+        "the numbers the relay took: {:?}",
+        wire.chat_ids(ann)
+    );
+    wire.clients[ann].send("next").unwrap();
+    assert!(wire.run_until(Duration::from_secs(2), |w| w.delivered(ann).len() == 4));
+    assert_eq!(
+        wire.chat_ids(ann).last(),
+        Some(&2),
+        "numbered on after the wrap"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The relay's tables against models, under random operations: whatever the hash chains
+// look like (collisions, removals from the middle of a chain, slots reused), a lookup
+// finds exactly what the model holds.
+
+/// GoneTable: a ring of `cap` positions; taking a record leaves a hole that still takes
+/// its position until the ring comes round; inserting a session forgets its older record.
+#[test]
+fn departed_sessions_are_remembered_as_a_ring_whatever_the_chains() {
+    use super::gone::GoneTable;
+    use rand::{Rng, RngExt};
+    use std::collections::VecDeque;
+    for (seed, cap) in [(1u64, 1usize), (2, 3), (3, 8), (4, 16)] {
+        let mut slots = vec![GoneSlot::EMPTY; cap];
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut table = GoneTable::new(&mut slots, (rng.next_u64(), rng.next_u64()));
+        // Positions of the ring, oldest first: a record (session, at) or a hole.
+        let mut model: VecDeque<Option<(u64, u64)>> = VecDeque::new();
+        for step in 0..2000u64 {
+            // Few sessions, so that records are replaced, taken and collide often.
+            let session = rng.random_range(1..=2 * cap as u64 + 2);
+            if rng.random_bool(0.3) {
+                let taken = table.take(session).map(|g| (g.session, g.at));
+                let expected = model
+                    .iter_mut()
+                    .find(|p| p.is_some_and(|(s, _)| s == session))
+                    .and_then(Option::take);
+                assert_eq!(taken, expected, "seed {seed} step {step}: take {session}");
+            } else {
+                table.insert(Gone::new(session, step, false, 1, Receipts::default()));
+                if let Some(p) = model
+                    .iter_mut()
+                    .find(|p| p.is_some_and(|(s, _)| s == session))
+                {
+                    *p = None;
+                }
+                if model.len() == cap {
+                    model.pop_front();
+                }
+                model.push_back(Some((session, step)));
+            }
+            for s in 1..=2 * cap as u64 + 2 {
+                let expected = model.iter().flatten().find(|(m, _)| *m == s).copied();
+                assert_eq!(
+                    table.find(s).map(|g| (g.session, g.at)),
+                    expected,
+                    "seed {seed} step {step}: find {s}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The session API's smaller promises: the drop reasons and their counters (the words
+//! `host-chat server --stats` prints for scripts), and tokens from a clock too far ahead
+//! on either side (PROTOCOL.md "Datagrams": at most 60 s in the future, whatever the
+//! TTL).
+
+mod sim;
+
+use chat_core::fernet;
+use chat_core::fernet::KeyRing;
+use chat_core::session::{ClientConfig, ClientEvent, ClientState, Dropped, RelayConfig};
+use chat_core::time::{Duration, WallClock};
+use sim::*;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn drop_reasons_have_stable_names_and_counter_slots() {
+    let names = [
+        "invalid_token",
+        "expired",
+        "from_the_future",
+        "malformed",
+        "unexpected",
+        "duplicate",
+        "overloaded",
+        "too_long",
+    ];
+    for (i, (reason, name)) in Dropped::ALL.iter().zip(names).enumerate() {
+        assert_eq!(reason.index(), i, "{reason:?}");
+        assert_eq!(reason.as_str(), name);
+        assert_eq!(reason.to_string(), name, "Display is the name");
+    }
+    assert_eq!(Dropped::from(fernet::Error::Expired), Dropped::Expired);
+    assert_eq!(
+        Dropped::from(fernet::Error::FromTheFuture),
+        Dropped::FromTheFuture
+    );
+    for error in [fernet::Error::InvalidToken, fernet::Error::BufferTooSmall] {
+        assert_eq!(Dropped::from(error), Dropped::InvalidToken);
+    }
+}
+
+#[test]
+fn the_relay_counts_each_drop_under_its_own_reason() {
+    let mut sim = Sim::new(40, Faults::default());
+    let ann = sim.add_client("ann", "lobby");
+    sim.join_all(secs(5));
+    sim.say(ann, "hello");
+    sim.run_for(secs(1));
+    let before = sim.relay.stats();
+    let now = sim.now;
+    // Two datagrams that are no token, one replay, one too long.
+    for junk in [&b"junk"[..], &b"more junk"[..]] {
+        let _ = sim.relay.handle_datagram(now, 90, &mut junk.to_vec());
+    }
+    let chat = sim.peers[ann].captured[1].clone();
+    assert_eq!(
+        sim.relay.handle_datagram(now, 90, &mut chat.clone()),
+        Err(Dropped::Duplicate)
+    );
+    assert_eq!(
+        sim.relay.handle_datagram(now, 90, &mut vec![b'A'; 1233]),
+        Err(Dropped::TooLong)
+    );
+    let after = sim.relay.stats();
+    for reason in Dropped::ALL {
+        let expected = match reason {
+            Dropped::InvalidToken => 2,
+            Dropped::Duplicate | Dropped::TooLong => 1,
+            _ => 0,
+        };
+        assert_eq!(
+            after.dropped(reason) - before.dropped(reason),
+            expected,
+            "{reason}"
+        );
+    }
+    assert_eq!(after.datagrams - before.datagrams, 4);
+}
+
+#[test]
+fn a_client_whose_clock_is_ahead_beyond_the_skew_is_not_believed() {
+    let mut sim = Sim::new(41, Faults::default());
+    // Two minutes ahead: past the 60 s the relay allows for clock skew, though within
+    // the TTL's reach it would be if the TTL alone were judged.
+    let ahead = WallClock::synced(sim.now, UNIX_START_MS + 120_000);
+    let ann = sim.add_client_with(
+        ClientConfig::new("ann", "lobby"),
+        KeyRing::new(key()),
+        ahead,
+    );
+    sim.run_for(secs(5));
+    assert_eq!(sim.state(ann), ClientState::Joining);
+    assert!(sim.relay.stats().dropped(Dropped::FromTheFuture) > 0);
+    assert_eq!(sim.relay.stats().dropped(Dropped::Expired), 0);
+}
+
+#[test]
+fn a_server_whose_clock_is_ahead_beyond_the_skew_is_not_believed() {
+    // The relay's clock is two minutes ahead of the client's; its long TTL takes the
+    // client's (to it, old) tokens. The client takes none of the relay's.
+    let config = RelayConfig {
+        ttl: secs(600),
+        ..RelayConfig::default()
+    };
+    let mut sim = Sim::with(42, Faults::default(), config, SMALL);
+    let behind = WallClock::synced(sim.now, UNIX_START_MS - 120_000);
+    let ann = sim.add_client_with(
+        ClientConfig::new("ann", "lobby"),
+        KeyRing::new(key()),
+        behind,
+    );
+    sim.run_for(secs(5));
+    assert!(sim.relay.member_count() == 1, "the relay took the join");
+    assert_eq!(sim.state(ann), ClientState::Joining, "the client did not");
+    assert_eq!(
+        sim.count_events(ann, |e| matches!(e, ClientEvent::NoAnswer { .. })),
+        1
+    );
+    // A client that allows for the skew takes them.
+    let lenient = sim.add_client_with(
+        ClientConfig {
+            clock_skew: secs(180),
+            ..ClientConfig::new("bob", "lobby")
+        },
+        KeyRing::new(key()),
+        behind,
+    );
+    sim.run_for(secs(5));
+    assert_eq!(sim.state(lenient), ClientState::Joined);
+}
