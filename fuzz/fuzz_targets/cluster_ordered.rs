@@ -11,46 +11,17 @@
 
 use chat_core::fernet::{Key, KeyRing};
 use chat_core::session::{
-    Client, ClientConfig, ClientEvent, ClusterRequest, ClusterStorage, GoneSlot, HistoryEntry,
-    LineRecord, MemberSlot, PresenceEntry, ProposalSlot, Relay, RelayConfig, RelayStorage,
-    RemoteRoom, RemoteSlot, RoomSlot,
+    Client, ClientConfig, ClientEvent, ClusterRequest, ClusterStorage, LineRecord, ProposalSlot,
+    Relay, RelayConfig, RemoteRoom, RemoteSlot,
 };
 use chat_core::time::{Duration, Instant, WallClock};
 use chat_core::wire::PresenceKind;
+use chat_core_fuzz::{CounterRng, FuzzClient, FuzzRelay, SmallRelay, UNIX_MS};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use rand_core::{TryCryptoRng, TryRng};
 
-type FuzzClient = Client<CounterRng, 0, 64, 2, 4, 2>;
-type FuzzRelay<'s> = Relay<'s, u8, CounterRng, 0>;
-const UNIX_MS: u64 = 1_700_000_000_000;
 const ROOMS: [&str; 2] = ["room", "other"];
 const MEMBER: u8 = 1;
-
-/// Deterministic "randomness": the fuzzer must be able to reproduce a run.
-struct CounterRng(u64);
-
-impl TryRng for CounterRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.try_next_u64()? as u32)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        Ok(self.0)
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for b in dst {
-            *b = self.try_next_u64()? as u8;
-        }
-        Ok(())
-    }
-}
-
-impl TryCryptoRng for CounterRng {}
 
 /// What the stream hands the relay as a line's token.
 #[derive(Arbitrary, Debug)]
@@ -121,14 +92,9 @@ enum Op {
     Record(Vec<u8>),
 }
 
-/// A small relay's storage in fixed arrays, as a device's would be.
+/// The relay's storage (as session_datagram's) and its cluster storage, in fixed arrays.
 struct Storage {
-    members: [MemberSlot<u8>; 4],
-    gone: [GoneSlot; 4],
-    rooms: [RoomSlot; 2],
-    history: [HistoryEntry; 16],
-    history_bytes: [u8; 2 * 2048],
-    presence: [PresenceEntry; 8],
+    relay: SmallRelay,
     proposals: [ProposalSlot; 2],
     proposal_bytes: [u8; 2 * 1232],
     remotes: [RemoteSlot; 4],
@@ -138,12 +104,7 @@ struct Storage {
 impl Storage {
     fn new() -> Self {
         Self {
-            members: [MemberSlot::EMPTY; 4],
-            gone: [GoneSlot::EMPTY; 4],
-            rooms: [RoomSlot::EMPTY; 2],
-            history: [HistoryEntry::EMPTY; 16],
-            history_bytes: [0u8; 2 * 2048],
-            presence: [PresenceEntry::EMPTY; 8],
+            relay: SmallRelay::new(),
             proposals: [const { ProposalSlot::EMPTY }; 2],
             proposal_bytes: [0u8; 2 * 1232],
             remotes: [const { RemoteSlot::EMPTY }; 4],
@@ -191,14 +152,7 @@ impl<'s> World<'s> {
             now,
         )
         .expect("valid names");
-        let relay_storage = RelayStorage {
-            members: &mut storage.members,
-            gone: &mut storage.gone,
-            rooms: &mut storage.rooms,
-            history: &mut storage.history,
-            history_bytes: &mut storage.history_bytes,
-            presence: &mut storage.presence,
-        };
+        let relay_storage = storage.relay.storage();
         let cluster = ClusterStorage {
             proposals: &mut storage.proposals,
             proposal_bytes: &mut storage.proposal_bytes,
@@ -297,10 +251,9 @@ impl<'s> World<'s> {
 
     /// Hands line `seq` of room `r` to the relay; whether it took it (or had it).
     fn order(&mut self, r: usize, seq: u64, mut token: Vec<u8>) -> bool {
-        match self.relay.handle_ordered(self.now, ROOMS[r], seq, &mut token) {
-            Ok(_) => true,
-            Err(_) => false,
-        }
+        self.relay
+            .handle_ordered(self.now, ROOMS[r], seq, &mut token)
+            .is_ok()
     }
 }
 
@@ -362,7 +315,9 @@ fuzz_target!(|ops: Vec<Op>| {
                             let roster = roster.iter().map(|(server, session, nick)| {
                                 (u64::from(*server), u64::from(*session), nick.as_str())
                             });
-                            let _ = world.relay.open_room(now, &room, 7 + r as u64, start, roster);
+                            let _ = world
+                                .relay
+                                .open_room(now, &room, 7 + r as u64, start, roster);
                         } else {
                             world.relay.open_failed(&room);
                         }

@@ -7,45 +7,14 @@
 #![no_main]
 
 use chat_core::fernet::{Key, KeyRing};
-use chat_core::session::{
-    Client, ClientConfig, ClientEvent, GoneSlot, HistoryEntry, MemberSlot, PresenceEntry, Relay,
-    RelayConfig, RelayStorage, RoomSlot,
-};
+use chat_core::session::{Client, ClientConfig, ClientEvent, Relay, RelayConfig};
 use chat_core::time::{Duration, Instant, WallClock};
 use chat_core::wire::{Body, Changes, Names, NoticeCode, PresenceKind, RefuseReason, Repr, Resume};
+use chat_core_fuzz::{CounterRng, FuzzClient, FuzzRelay, SmallRelay, UNIX_MS};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use rand_core::{TryCryptoRng, TryRng};
 
-type FuzzClient = Client<CounterRng, 0, 64, 2, 4, 2>;
-type FuzzRelay<'s> = Relay<'s, u8, CounterRng, 0>;
-const UNIX_MS: u64 = 1_700_000_000_000;
 const SERVER: u8 = 0;
-
-/// Deterministic "randomness": the fuzzer must be able to reproduce a run.
-struct CounterRng(u64);
-
-impl TryRng for CounterRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.try_next_u64()? as u32)
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        Ok(self.0)
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for b in dst {
-            *b = self.try_next_u64()? as u8;
-        }
-        Ok(())
-    }
-}
-
-impl TryCryptoRng for CounterRng {}
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -168,30 +137,6 @@ struct Packet {
     bytes: Vec<u8>,
 }
 
-/// A small relay's storage in fixed arrays (4 members, 2 rooms of 8 messages), as a
-/// device's would be.
-struct Storage {
-    members: [MemberSlot<u8>; 4],
-    gone: [GoneSlot; 4],
-    rooms: [RoomSlot; 2],
-    history: [HistoryEntry; 16],
-    history_bytes: [u8; 2 * 2048],
-    presence: [PresenceEntry; 8],
-}
-
-impl Storage {
-    fn new() -> Self {
-        Self {
-            members: [MemberSlot::EMPTY; 4],
-            gone: [GoneSlot::EMPTY; 4],
-            rooms: [RoomSlot::EMPTY; 2],
-            history: [HistoryEntry::EMPTY; 16],
-            history_bytes: [0u8; 2 * 2048],
-            presence: [PresenceEntry::EMPTY; 8],
-        }
-    }
-}
-
 struct World<'s> {
     key: Key,
     now: Instant,
@@ -204,7 +149,7 @@ struct World<'s> {
 }
 
 impl<'s> World<'s> {
-    fn new(storage: &'s mut Storage) -> Self {
+    fn new(storage: &'s mut SmallRelay) -> Self {
         let key = Key::from_bytes(&[3; 32]);
         let now = Instant::from_millis(0);
         let client = |i: u64, nick| {
@@ -217,14 +162,7 @@ impl<'s> World<'s> {
             )
             .expect("valid names")
         };
-        let storage = RelayStorage {
-            members: &mut storage.members,
-            gone: &mut storage.gone,
-            rooms: &mut storage.rooms,
-            history: &mut storage.history,
-            history_bytes: &mut storage.history_bytes,
-            presence: &mut storage.presence,
-        };
+        let storage = storage.storage();
         Self {
             relay: Relay::new(
                 RelayConfig::default(),
@@ -286,10 +224,10 @@ impl<'s> World<'s> {
             while let Some(event) = client.poll_event() {
                 match event {
                     ClientEvent::Message { seq, .. } => {
-                        if let Some(last) = self.last_seq[i] {
-                            if !self.may_jump[i] {
-                                assert_eq!(seq, last + 1, "client {i} showed #{seq} after #{last}");
-                            }
+                        if let Some(last) = self.last_seq[i]
+                            && !self.may_jump[i]
+                        {
+                            assert_eq!(seq, last + 1, "client {i} showed #{seq} after #{last}");
                         }
                         self.last_seq[i] = Some(seq);
                         self.may_jump[i] = false;
@@ -506,7 +444,7 @@ impl<'s> World<'s> {
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let mut storage = Box::new(Storage::new());
+    let mut storage = Box::new(SmallRelay::new());
     let mut world = World::new(&mut storage);
     for op in ops.into_iter().take(200) {
         world.pump();
