@@ -40,6 +40,30 @@ pub fn is_presence(value: &Value, nick: &str, change: &str) -> bool {
         })
 }
 
+/// Whether `value` is a `--json` room message from `nick` with `text`.
+pub fn is_message(value: &Value, nick: &str, text: &str) -> bool {
+    value["event"] == "message" && value["nick"] == nick && value["text"] == text
+}
+
+/// Waits up to `timeout` for a JSON line of `process` that `wanted` accepts, looking first
+/// in `seen` (what was read before) and keeping in `seen` every JSON line it reads: a test
+/// that waits for several events in turn does not lose one that came early.
+#[track_caller]
+pub fn wait_seen(
+    process: &mut Running,
+    timeout: Duration,
+    seen: &mut Vec<Value>,
+    mut wanted: impl FnMut(&Value) -> bool,
+) -> Value {
+    if let Some(value) = seen.iter().find(|v| wanted(v)) {
+        return value.clone();
+    }
+    process.wait_for_json(timeout, |value| {
+        seen.push(value.clone());
+        wanted(value)
+    })
+}
+
 /// How long building a binary may take (a cold build on a slow machine).
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 

@@ -8,7 +8,8 @@ use chat_core::fernet::{Key, plaintext_buf_len, token_len};
 use chat_core::wire::{Body, NoticeCode, Repr};
 use e2e_tests::proxy::{Faults, Proxy, ProxyConfig};
 use e2e_tests::{
-    ChatServer, Running, SplitMix, host_chat, process_exists, python, run, run_with, signal,
+    ChatServer, Running, SplitMix, host_chat, is_message, process_exists, python, run, run_with,
+    signal,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -43,10 +44,6 @@ fn joined_client(key: &str, addr: SocketAddr, nick: &str) -> Running {
     let mut client = Running::spawn(nick, &mut client_cmd(key, addr, nick));
     client.wait_event(QUICK, "joined");
     client
-}
-
-fn is_message(value: &Value, nick: &str, text: &str) -> bool {
-    value["event"] == "message" && value["nick"] == nick && value["text"] == text
 }
 
 /// Sends a line and waits for its receipt; returns the room sequence number.

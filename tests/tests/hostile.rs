@@ -10,7 +10,7 @@
 use chat_core::fernet::{Key, plaintext_buf_len, token_len};
 use chat_core::wire::{Body, Repr};
 use e2e_tests::proxy::{Direction, Faults, Proxy, ProxyConfig};
-use e2e_tests::{ChatServer, Running, SplitMix, host_chat, vm_rss_kib};
+use e2e_tests::{ChatServer, Running, SplitMix, host_chat, is_message, vm_rss_kib};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
@@ -147,10 +147,6 @@ fn joined_client(server: SocketAddr, nick: &str, timeout: Duration) -> Running {
     let mut client = client(server, nick);
     client.wait_event(timeout, "joined");
     client
-}
-
-fn is_message(value: &Value, nick: &str, text: &str) -> bool {
-    value["event"] == "message" && value["nick"] == nick && value["text"] == text
 }
 
 /// What one client saw.

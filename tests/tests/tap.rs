@@ -16,7 +16,7 @@
 //! the tests are ignored, except on CI, where they run and fail.
 
 use chat_core::fernet::{KEY_TEXT_LEN, Key};
-use e2e_tests::{Running, bin, bin_of, is_presence, run_with};
+use e2e_tests::{Running, bin, bin_of, is_message, is_presence, run_with, wait_seen};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -172,22 +172,8 @@ fn member(netns: &Netns, key: &str, nick: &str, port: u16, seen: &mut Vec<Value>
 /// The first JSON event already seen that satisfies `wanted`, else the next one to
 /// come (recording every JSON line on the way).
 #[track_caller]
-fn wait(
-    process: &mut Running,
-    seen: &mut Vec<Value>,
-    mut wanted: impl FnMut(&Value) -> bool,
-) -> Value {
-    if let Some(value) = seen.iter().find(|v| wanted(v)) {
-        return value.clone();
-    }
-    process.wait_for_json(QUICK, |value| {
-        seen.push(value.clone());
-        wanted(value)
-    })
-}
-
-fn is_message(value: &Value, nick: &str, text: &str) -> bool {
-    value["event"] == "message" && value["nick"] == nick && value["text"] == text
+fn wait(process: &mut Running, seen: &mut Vec<Value>, wanted: impl FnMut(&Value) -> bool) -> Value {
+    wait_seen(process, QUICK, seen, wanted)
 }
 
 /// `nick`'s lines among `seen` messages, in the order seen, with their room seq.

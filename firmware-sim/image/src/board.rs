@@ -98,8 +98,12 @@ impl Output for Out {
     fn report(&mut self, report: &Report<'_>) {
         match report.what {
             What::Finished(_) => {
-                let (stack, _, _) = qemu::stack_used();
-                say!(self, r#"{{{},"stack_used":{stack}}}"#, report.json_fields());
+                let (stack, size, _) = qemu::stack_used();
+                say!(
+                    self,
+                    r#"{{{},"stack_used":{stack},"stack_size":{size}}}"#,
+                    report.json_fields()
+                );
             }
             _ => say!(self, "{}", report.json()),
         }
