@@ -265,4 +265,34 @@ mod tests {
         assert_eq!(roster.count(1), 0);
         assert_eq!(roster.count(0), 1);
     }
+
+    #[test]
+    fn default_slots_are_empty_and_members_are_counted_per_server() {
+        use std::format;
+        assert_eq!(
+            format!("{:?}", RemoteSlot::default()),
+            format!("{:?}", RemoteSlot::EMPTY)
+        );
+        assert_eq!(
+            format!("{:?}", RemoteRoom::default()),
+            format!("{:?}", RemoteRoom::EMPTY)
+        );
+        let mut slots = [
+            RemoteSlot::default(),
+            RemoteSlot::default(),
+            RemoteSlot::default(),
+        ];
+        let mut rooms = [RemoteRoom::default(); 2];
+        let mut roster = Roster::new(&mut slots, &mut rooms);
+        assert_eq!(roster.add(0, 1, 10, "ann"), Added::New);
+        assert_eq!(roster.add(0, 1, 11, "bob"), Added::New);
+        assert_eq!(roster.add(0, 2, 12, "cid"), Added::New);
+        assert_eq!(roster.count_on(0, 1), 2);
+        assert_eq!(roster.count_on(0, 2), 1);
+        assert_eq!(roster.count_on(0, 3), 0);
+        assert_eq!(roster.count_on(1, 1), 0, "another room");
+        assert_eq!(roster.add(0, 1, 12, "cid"), Added::Moved);
+        assert_eq!(roster.count_on(0, 1), 3);
+        assert_eq!(roster.count_on(0, 2), 0);
+    }
 }
