@@ -165,15 +165,20 @@ pub struct RelayStorage<'a, A> {
     pub presence: &'a mut [PresenceEntry],
 }
 
-/// Why [`Relay::new`] cannot use a [`RelayStorage`].
+/// Why [`Relay::new`] cannot use a [`RelayStorage`], or
+/// [`Relay::with_external_ordering`] a [`ClusterStorage`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StorageError {
-    /// No member slots or no room slots.
+    /// No member slots or no room slots (or no proposal slots).
     Empty,
     /// A room's share of `history` or `presence` is empty.
     NoHistory,
     /// A room's share of `history_bytes` is smaller than one largest datagram.
     HistoryBytes,
+    /// A proposal slot's share of `proposal_bytes` is smaller than one largest datagram.
+    ProposalBytes,
+    /// Fewer `remote_rooms` than room slots.
+    RemoteRooms,
 }
 
 impl core::fmt::Display for StorageError {
@@ -182,6 +187,10 @@ impl core::fmt::Display for StorageError {
             Self::Empty => "the relay needs at least one member and one room slot",
             Self::NoHistory => "each room needs at least one history entry and presence entry",
             Self::HistoryBytes => "each room needs history bytes for at least one largest datagram",
+            Self::ProposalBytes => {
+                "each proposal slot needs bytes for at least one largest datagram"
+            }
+            Self::RemoteRooms => "the cluster storage needs a remote-room slot per room slot",
         })
     }
 }

@@ -227,9 +227,10 @@ pub(super) struct Cluster<'a, A> {
 
 impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
     /// Makes this relay serve its rooms together with other servers, in `storage` (see
-    /// the [module docs](self) for what changes). Fails if the proposals' bytes do not
-    /// give each slot a largest datagram, or there are fewer remote-room slots than
-    /// room slots.
+    /// the [module docs](self) for what changes). Fails with [`StorageError::Empty`]
+    /// without proposal slots, [`StorageError::ProposalBytes`] if the proposals' bytes do
+    /// not give each slot a largest datagram, [`StorageError::RemoteRooms`] if there are
+    /// fewer remote-room slots than room slots.
     pub fn with_external_ordering(
         mut self,
         storage: ClusterStorage<'a>,
@@ -239,10 +240,10 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
             return Err(StorageError::Empty);
         }
         if storage.proposal_bytes.len() / storage.proposals.len() < slot_len {
-            return Err(StorageError::HistoryBytes);
+            return Err(StorageError::ProposalBytes);
         }
         if storage.remote_rooms.len() < self.rooms.capacity() {
-            return Err(StorageError::NoHistory);
+            return Err(StorageError::RemoteRooms);
         }
         self.cluster = Some(Cluster {
             proposals: storage.proposals,
