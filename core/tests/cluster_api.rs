@@ -182,3 +182,123 @@ fn lines_wait_as_proposals_until_the_driver_takes_them() {
     }
     assert!(relay.poll_proposal(&mut buf).is_none());
 }
+
+/// A client of `room` on a fresh externally ordered relay, its Join not yet sent.
+fn cluster_relay_and_client(room: &str, now: Instant) -> (TestRelay, TestClient) {
+    let datagram = RelayConfig::default().max_datagram;
+    let relay = plain_relay()
+        .with_external_ordering(cluster(4, 4 * datagram, ROOMS))
+        .expect("storage");
+    let client = TestClient::new(
+        &ClientConfig::new("ann", room),
+        KeyRing::new(key()),
+        StdRng::seed_from_u64(3),
+        WallClock::synced(now, UNIX_MS),
+        now,
+    )
+    .expect("names");
+    (relay, client)
+}
+
+/// Hands the client's datagrams to the relay (none back).
+fn client_to_relay(relay: &mut TestRelay, client: &mut TestClient, now: Instant) -> usize {
+    let mut buf = [0u8; 1500];
+    let mut sent = 0;
+    while let Some(len) = client.poll_transmit(now, &mut buf) {
+        let _ = relay.handle_datagram(now, MEMBER, &mut buf[..len]);
+        sent += 1;
+    }
+    sent
+}
+
+fn requests(relay: &mut TestRelay) -> Vec<ClusterRequest> {
+    std::iter::from_fn(|| relay.poll_request()).collect()
+}
+
+#[test]
+fn a_join_repeated_while_its_room_opens_asks_the_driver_once_per_patience() {
+    let mut now = Instant::from_millis(0);
+    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
+    assert_eq!(client_to_relay(&mut relay, &mut client, now), 1);
+    let first = requests(&mut relay);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        matches!(&first[0], ClusterRequest::Open { room, resume: None } if room.as_str() == "dev")
+    );
+    // The client asks again (its join unanswered) within the relay's patience (3 s):
+    // parked in place of the first, the driver is not asked twice.
+    let mut repeats = 0;
+    while now < Instant::from_millis(2_900) {
+        now = now + Duration::from_millis(100);
+        client.handle_timeout(now);
+        repeats += client_to_relay(&mut relay, &mut client, now);
+        assert_eq!(requests(&mut relay), [], "at {} ms", now.millis());
+    }
+    assert!(repeats > 0, "the client asked again");
+    // Past the patience the driver is taken to have missed it: asked again.
+    let mut asked = Vec::new();
+    while asked.is_empty() && now < Instant::from_millis(20_000) {
+        now = now + Duration::from_millis(100);
+        client.handle_timeout(now);
+        client_to_relay(&mut relay, &mut client, now);
+        asked = requests(&mut relay);
+    }
+    assert!(now.millis() >= 3_000, "not before the patience ran out");
+    assert!(
+        matches!(&asked[..], [ClusterRequest::Open { room, .. }] if room.as_str() == "dev"),
+        "{asked:?}"
+    );
+    // Once the room opens, the parked join goes on: a Welcome, and no request.
+    assert!(relay.open_room(now, "dev", 9, 0, []));
+    exchange(&mut relay, &mut client, now);
+    assert!(
+        std::iter::from_fn(|| client.poll_event()).any(|e| matches!(e, ClientEvent::Joined { .. }))
+    );
+}
+
+/// A bare-text token, as the original Python chat sends it; `n` makes it unique.
+fn legacy_token(text: &str, now: Instant, n: u8) -> Vec<u8> {
+    let mut out = vec![0u8; 512];
+    let unix = (UNIX_MS + now.millis()) / 1000;
+    let len = key()
+        .encrypt_with_iv(text.as_bytes(), unix, [n; 16], &mut out)
+        .expect("room")
+        .len();
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn a_legacy_line_to_a_cluster_asks_for_the_lobby_once_and_is_taken_once_it_is_open() {
+    const LEGACY: u32 = 99;
+    let mut now = Instant::from_millis(0);
+    let (mut relay, _) = cluster_relay_and_client("lobby", now);
+    let mut say = |relay: &mut TestRelay, now: Instant, n: u8| {
+        let mut token = legacy_token("hello", now, n);
+        relay.handle_datagram(now, LEGACY, &mut token)
+    };
+    // The lobby is not open here: the line is dropped, and the lobby asked for, once.
+    assert!(
+        say(&mut relay, now, 1).is_err(),
+        "dropped while the lobby opens"
+    );
+    let asked = requests(&mut relay);
+    assert!(
+        matches!(&asked[..], [ClusterRequest::Open { room, resume: None }] if room.as_str() == "lobby"),
+        "{asked:?}"
+    );
+    now = now + Duration::from_millis(2_000);
+    assert!(say(&mut relay, now, 2).is_err());
+    assert_eq!(requests(&mut relay), [], "asked once within the patience");
+    now = now + Duration::from_millis(1_500);
+    assert!(say(&mut relay, now, 3).is_err());
+    assert_eq!(
+        requests(&mut relay).len(),
+        1,
+        "asked again after the patience"
+    );
+    // Open: the next line is taken (proposed to the room's order).
+    assert!(relay.open_room(now, "lobby", 5, 0, []));
+    assert_eq!(say(&mut relay, now, 4), Ok(()));
+    assert_eq!(relay.proposals_waiting(), 1);
+}
