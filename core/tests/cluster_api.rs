@@ -273,7 +273,7 @@ fn a_legacy_line_to_a_cluster_asks_for_the_lobby_once_and_is_taken_once_it_is_op
     const LEGACY: u32 = 99;
     let mut now = Instant::from_millis(0);
     let (mut relay, _) = cluster_relay_and_client("lobby", now);
-    let mut say = |relay: &mut TestRelay, now: Instant, n: u8| {
+    let say = |relay: &mut TestRelay, now: Instant, n: u8| {
         let mut token = legacy_token("hello", now, n);
         relay.handle_datagram(now, LEGACY, &mut token)
     };
