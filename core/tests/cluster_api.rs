@@ -302,3 +302,101 @@ fn a_legacy_line_to_a_cluster_asks_for_the_lobby_once_and_is_taken_once_it_is_op
     assert_eq!(say(&mut relay, now, 4), Ok(()));
     assert_eq!(relay.proposals_waiting(), 1);
 }
+
+#[test]
+fn a_line_fed_beyond_the_rooms_next_number_is_appended_after_a_gap() {
+    use chat_core::session::{LineRecord, Ordered};
+    let now = Instant::from_millis(0);
+    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
+    client_to_relay(&mut relay, &mut client, now);
+    requests(&mut relay);
+    assert!(relay.open_room(now, "dev", 9, 3, []));
+    exchange(&mut relay, &mut client, now);
+    let seal = |origin: u64, msg_id: u32, text: &str| {
+        let record = LineRecord {
+            origin,
+            msg_id,
+            nick: "bob",
+            text,
+        };
+        let mut plain = [0u8; 256];
+        let len = record.emit(&mut plain).expect("room");
+        let mut out = vec![0u8; 1024];
+        let unix = (UNIX_MS + now.millis()) / 1000;
+        let token_len = key()
+            .encrypt_with_iv(&plain[..len], unix, [msg_id as u8; 16], &mut out)
+            .expect("room")
+            .len();
+        out.truncate(token_len);
+        out
+    };
+    // The room starts at 3: line 3 is next; 3 again is a duplicate; 7 comes after a gap
+    // of 4 to 6 (the stream's retention removed them).
+    assert_eq!(
+        relay.handle_ordered(now, "dev", 3, &mut seal(55, 1, "three")),
+        Ok(Ordered::Appended)
+    );
+    exchange(&mut relay, &mut client, now);
+    assert_eq!(
+        relay.handle_ordered(now, "dev", 3, &mut seal(55, 1, "three")),
+        Ok(Ordered::Duplicate)
+    );
+    assert_eq!(
+        relay.handle_ordered(now, "dev", 7, &mut seal(55, 2, "seven")),
+        Ok(Ordered::AfterGap { from: 4 })
+    );
+    assert_eq!(
+        relay.handle_ordered(now, "dev", 8, &mut seal(55, 3, "eight")),
+        Ok(Ordered::Appended)
+    );
+    assert_eq!(
+        relay.handle_ordered(now, "elsewhere", 1, &mut seal(55, 4, "x")),
+        Err(OrderError::NotOpen)
+    );
+    assert_eq!(
+        relay.handle_ordered(now, "dev", 9, &mut b"not a token".to_vec()),
+        Err(OrderError::InvalidToken)
+    );
+    // The member saw 3, is told it missed 4 to 6 (Missed's `to` is the first message
+    // after the gap), then sees 7 and 8.
+    exchange(&mut relay, &mut client, now);
+    let seen: Vec<String> = std::iter::from_fn(|| client.poll_event())
+        .filter_map(|e| match e {
+            ClientEvent::Message { seq, .. } => Some(format!("#{seq}")),
+            ClientEvent::Missed { from, to } => Some(format!("missed {from}-{to}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen, ["#3", "missed 4-7", "#7", "#8"]);
+}
+
+#[test]
+fn a_legacy_senders_line_is_answered_once_the_room_has_ordered_it() {
+    const LEGACY: u32 = 99;
+    let now = Instant::from_millis(0);
+    let (mut relay, _) = cluster_relay_and_client("lobby", now);
+    let mut first = legacy_token("opens the lobby", now, 1);
+    let _ = relay.handle_datagram(now, LEGACY, &mut first);
+    requests(&mut relay);
+    assert!(relay.open_room(now, "lobby", 5, 0, []));
+    let mut line = legacy_token("hello", now, 2);
+    assert_eq!(relay.handle_datagram(now, LEGACY, &mut line), Ok(()));
+    let mut buf = [0u8; 1500];
+    assert!(
+        relay.poll_transmit(now, &mut buf).is_none(),
+        "no answer before the order"
+    );
+    let proposal = relay.poll_proposal(&mut buf).expect("proposed");
+    let mut token = buf[..proposal.len].to_vec();
+    assert!(relay.handle_ordered(now, "lobby", 0, &mut token).is_ok());
+    let (to, len) = relay.poll_transmit(now, &mut buf).expect("the answer");
+    assert_eq!(to, LEGACY);
+    let mut out = [0u8; 1500];
+    let answer = key()
+        .decrypt(&buf[..len], None, &mut out)
+        .expect("a token under the key");
+    assert_eq!(
+        answer.plaintext, b"server: received as #0 for 1 member",
+        "the legacy sender's receipt, in bare text"
+    );
+}
