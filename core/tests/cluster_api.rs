@@ -400,3 +400,86 @@ fn a_legacy_senders_line_is_answered_once_the_room_has_ordered_it() {
         "the legacy sender's receipt, in bare text"
     );
 }
+
+#[test]
+fn the_roster_follows_other_servers_and_a_silent_server_takes_its_members_along() {
+    let now = Instant::from_millis(0);
+    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
+    client_to_relay(&mut relay, &mut client, now);
+    requests(&mut relay);
+    assert_eq!(relay.room_position("dev"), None, "not open yet");
+    // Open at 12 with two members on server 2 and one on server 3.
+    assert!(relay.open_room(
+        now,
+        "dev",
+        9,
+        12,
+        [(2, 20, "bob"), (2, 21, "cid"), (3, 30, "dan")]
+    ));
+    assert_eq!(relay.room_position("dev"), Some((9, 12)));
+    assert_eq!(relay.room_position("other"), None);
+    assert_eq!(relay.remote_count("dev", 2), 2);
+    assert_eq!(relay.remote_count("dev", 3), 1);
+    assert_eq!(relay.remote_count("other", 2), 0);
+    exchange(&mut relay, &mut client, now);
+    let joined = std::iter::from_fn(|| client.poll_event())
+        .find_map(|e| match e {
+            ClientEvent::Joined { members, .. } => Some(members),
+            _ => None,
+        })
+        .expect("joined");
+    assert_eq!(joined, 4, "ann and the three elsewhere");
+    // Server 2 falls silent: its two members are gone from the room; server 3's stays.
+    relay.remote_server_gone(now, "dev", 2);
+    assert_eq!(relay.remote_count("dev", 2), 0);
+    assert_eq!(relay.remote_count("dev", 3), 1);
+}
+
+#[test]
+fn a_room_that_cannot_open_drops_its_joins_and_is_asked_for_again_at_once() {
+    let mut now = Instant::from_millis(0);
+    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
+    client_to_relay(&mut relay, &mut client, now);
+    assert_eq!(requests(&mut relay).len(), 1);
+    relay.open_failed("dev");
+    // Opening it later does not welcome the dropped join; the client's next Join asks
+    // again at once (not after the patience).
+    now = now + Duration::from_millis(500);
+    client.handle_timeout(now);
+    let mut asked = Vec::new();
+    while asked.is_empty() && now < Instant::from_millis(2_900) {
+        now = now + Duration::from_millis(100);
+        client.handle_timeout(now);
+        client_to_relay(&mut relay, &mut client, now);
+        asked = requests(&mut relay);
+    }
+    assert!(
+        matches!(&asked[..], [ClusterRequest::Open { room, .. }] if room.as_str() == "dev"),
+        "asked again within the patience: {asked:?}"
+    );
+}
+
+#[test]
+fn the_last_member_leaving_closes_the_room_for_the_driver() {
+    let now = Instant::from_millis(0);
+    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
+    client_to_relay(&mut relay, &mut client, now);
+    requests(&mut relay);
+    assert!(relay.open_room(now, "dev", 9, 0, []));
+    exchange(&mut relay, &mut client, now);
+    assert!(
+        requests(&mut relay)
+            .iter()
+            .all(|r| !matches!(r, ClusterRequest::Close { .. }))
+    );
+    client.leave(now);
+    exchange(&mut relay, &mut client, now);
+    let asked = requests(&mut relay);
+    assert!(
+        asked
+            .iter()
+            .any(|r| matches!(r, ClusterRequest::Close { room } if room.as_str() == "dev")),
+        "{asked:?}"
+    );
+    assert_eq!(relay.room_position("dev"), None, "freed here");
+}
