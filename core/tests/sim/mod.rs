@@ -566,18 +566,9 @@ pub fn assert_one_history(sim: &Sim, members: &[usize]) -> BTreeMap<u64, String>
         unique.dedup();
         assert_eq!(unique.len(), lines.len(), "member {index}: no line twice");
         // Receipts name where the line stands.
-        let nick = sim.peers[index]
-            .client
-            .as_ref()
-            .map(|c| c.nick().to_owned())
-            .unwrap_or_default();
+        let nick = member_nick(sim, index);
         for (id, (seq, _)) in sim.delivered(index) {
-            let text = &sim.peers[index]
-                .sent
-                .iter()
-                .find(|(i, _)| *i == id)
-                .expect("a receipt for a line we sent")
-                .1;
+            let text = sent_text(sim, index, id);
             if let Some(line) = by_seq.get(&seq) {
                 assert_eq!(
                     line,
@@ -588,6 +579,25 @@ pub fn assert_one_history(sim: &Sim, members: &[usize]) -> BTreeMap<u64, String>
         }
     }
     by_seq
+}
+
+/// Member `index`'s nickname (empty if it has no client).
+fn member_nick(sim: &Sim, index: usize) -> String {
+    sim.peers[index]
+        .client
+        .as_ref()
+        .map(|c| c.nick().to_owned())
+        .unwrap_or_default()
+}
+
+/// The text of line `id` that member `index` sent (a receipt names only lines it sent).
+fn sent_text(sim: &Sim, index: usize, id: u32) -> &str {
+    &sim.peers[index]
+        .sent
+        .iter()
+        .find(|(i, _)| *i == id)
+        .expect("a receipt for a line we sent")
+        .1
 }
 
 /// [`assert_one_history`] for a room whose membership did not change while its lines
@@ -604,11 +614,7 @@ pub fn assert_stable_room(sim: &Sim, members: &[usize]) -> BTreeMap<u64, String>
             "member {index} saw every line (seed {})",
             sim.seed
         );
-        let nick = sim.peers[index]
-            .client
-            .as_ref()
-            .map(|c| c.nick().to_owned())
-            .unwrap_or_default();
+        let nick = member_nick(sim, index);
         let receipts = sim.delivered(index);
         assert_eq!(
             receipts.len(),
@@ -616,12 +622,7 @@ pub fn assert_stable_room(sim: &Sim, members: &[usize]) -> BTreeMap<u64, String>
             "member {index}: a receipt per line"
         );
         for (id, (seq, recipients)) in receipts {
-            let text = &sim.peers[index]
-                .sent
-                .iter()
-                .find(|(i, _)| *i == id)
-                .expect("a receipt for a line we sent")
-                .1;
+            let text = sent_text(sim, index, id);
             assert_eq!(
                 history.get(&seq),
                 Some(&format!("{nick}: {text}")),
