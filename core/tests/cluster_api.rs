@@ -8,7 +8,9 @@ use chat_core::session::{
     MemberSlot, OrderError, PresenceEntry, ProposalSlot, Relay, RelayConfig, RelayStorage,
     RemoteRoom, RemoteSlot, RoomSlot, StorageError,
 };
+use chat_core::session::Dropped;
 use chat_core::time::{Duration, Instant, WallClock};
+use chat_core::wire::{self, Body, Repr, Resume};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -482,4 +484,146 @@ fn the_last_member_leaving_closes_the_room_for_the_driver() {
         "{asked:?}"
     );
     assert_eq!(relay.room_position("dev"), None, "freed here");
+}
+
+/// A Join of session `session` to `room`, sealed at `now` (`resume`: where it was).
+fn join_token(session: u64, room: &str, resume: Option<Resume>, now: Instant) -> Vec<u8> {
+    let mut frame = [0u8; 256];
+    let body = Body::Join {
+        version: wire::VERSION,
+        nick: "ann",
+        room,
+        window: 4,
+        resume,
+    };
+    let len = Repr { session, body }.emit(&mut frame).expect("room");
+    let mut out = vec![0u8; 512];
+    let unix = (UNIX_MS + now.millis()) / 1000;
+    let len = key()
+        .encrypt_with_iv(&frame[..len], unix, [session as u8; 16], &mut out)
+        .expect("room")
+        .len();
+    out.truncate(len);
+    out
+}
+
+/// Session `session`'s Join to `room` from address `from` at `now` (`resume`: where it was).
+fn join(
+    relay: &mut TestRelay,
+    from: u32,
+    room: &str,
+    resume: Option<Resume>,
+    now: Instant,
+) -> Result<(), Dropped> {
+    let session = 1_000 + u64::from(from);
+    relay.handle_datagram(now, from, &mut join_token(session, room, resume, now))
+}
+
+/// The addresses the relay sends to at `now`, in order.
+fn answered(relay: &mut TestRelay, now: Instant) -> Vec<u32> {
+    let mut buf = [0u8; 1500];
+    std::iter::from_fn(|| relay.poll_transmit(now, &mut buf).map(|(to, _)| to)).collect()
+}
+
+fn ms(millis: u64) -> Instant {
+    Instant::from_millis(millis)
+}
+
+#[test]
+fn parked_joins_are_bounded_and_forgotten_after_the_patience() {
+    // 64 joins wait for "dev" to open: the parking is full for the patience (3 s) and
+    // free again exactly when it ends.
+    let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
+    for from in 0..64 {
+        assert_eq!(join(&mut relay, from, "dev", None, ms(0)), Ok(()), "join {from}");
+    }
+    assert_eq!(requests(&mut relay).len(), 1, "dev asked for once");
+    // The same session again takes its own place, not another.
+    assert_eq!(join(&mut relay, 5, "dev", None, ms(10)), Ok(()));
+    for at in [1, 1_000, 2_999] {
+        assert_eq!(
+            join(&mut relay, 64, "dev", None, ms(at)),
+            Err(Dropped::Overloaded),
+            "full at {at} ms"
+        );
+        assert_eq!(requests(&mut relay), [], "not asked again at {at} ms");
+    }
+    assert_eq!(join(&mut relay, 64, "dev", None, ms(3_000)), Ok(()));
+    let asked = requests(&mut relay);
+    assert!(
+        matches!(&asked[..], [ClusterRequest::Open { room, .. }] if room.as_str() == "dev"),
+        "asked again when the patience ran out: {asked:?}"
+    );
+    // Only the joins within the patience go on when the room opens: the one of 3 s and
+    // the repeated one of 10 ms.
+    assert!(relay.open_room(ms(3_005), "dev", 9, 0, []));
+    assert_eq!(answered(&mut relay, ms(3_005)), [5, 64]);
+}
+
+#[test]
+fn a_parked_join_goes_on_only_when_its_own_room_opens_within_the_patience() {
+    let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
+    assert_eq!(join(&mut relay, 1, "dev", None, ms(0)), Ok(()));
+    assert_eq!(join(&mut relay, 2, "ops", None, ms(2_000)), Ok(()));
+    assert_eq!(requests(&mut relay).len(), 2);
+    assert!(relay.open_room(ms(2_500), "dev", 9, 0, []));
+    assert_eq!(answered(&mut relay, ms(2_500)), [1], "dev's join, not ops'");
+    // "ops" opens exactly 3 s after its join: too late, the client has asked again.
+    assert!(relay.open_room(ms(5_000), "ops", 9, 0, []));
+    assert_eq!(answered(&mut relay, ms(5_000)), []);
+}
+
+#[test]
+fn a_join_is_refused_for_now_when_the_driver_cannot_be_asked() {
+    // 16 rooms may be opening at once; a join to a 17th is not parked as asked.
+    let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
+    for from in 0..16 {
+        let room = format!("room{from}");
+        assert_eq!(join(&mut relay, from, &room, None, ms(0)), Ok(()), "{room}");
+    }
+    assert_eq!(
+        join(&mut relay, 16, "room16", None, ms(0)),
+        Err(Dropped::Overloaded)
+    );
+    assert_eq!(requests(&mut relay).len(), 16);
+    // 32 rejoining sessions may be looked up at once.
+    let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
+    let resume = Some(Resume {
+        epoch: 9,
+        next_seq: 4,
+    });
+    for from in 0..32 {
+        assert_eq!(join(&mut relay, from, "dev", resume, ms(0)), Ok(()), "{from}");
+    }
+    assert_eq!(
+        join(&mut relay, 32, "dev", resume, ms(0)),
+        Err(Dropped::Overloaded)
+    );
+}
+
+#[test]
+fn a_rejoining_session_is_looked_up_once_per_patience() {
+    let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
+    let resume = Some(Resume {
+        epoch: 9,
+        next_seq: 4,
+    });
+    let lookups = |asked: &[ClusterRequest]| -> Vec<u64> {
+        asked
+            .iter()
+            .filter_map(|r| match r {
+                ClusterRequest::Lookup { session, .. } => Some(*session),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(join(&mut relay, 1, "dev", resume, ms(0)), Ok(()));
+    assert_eq!(lookups(&requests(&mut relay)), [1_001]);
+    assert_eq!(join(&mut relay, 1, "dev", resume, ms(1_000)), Ok(()));
+    assert_eq!(join(&mut relay, 2, "dev", resume, ms(1_000)), Ok(()));
+    assert_eq!(lookups(&requests(&mut relay)), [1_002], "1_001 once");
+    assert_eq!(join(&mut relay, 1, "dev", resume, ms(2_999)), Ok(()));
+    assert_eq!(requests(&mut relay), []);
+    assert_eq!(join(&mut relay, 1, "dev", resume, ms(3_000)), Ok(()));
+    assert_eq!(lookups(&requests(&mut relay)), [1_001], "again after 3 s");
 }
