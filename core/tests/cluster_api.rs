@@ -3,12 +3,12 @@
 //! ordered, how many proposals wait, and the ordering errors' texts.
 
 use chat_core::fernet::{Key, KeyRing};
+use chat_core::session::Dropped;
 use chat_core::session::{
     Client, ClientConfig, ClientEvent, ClusterRequest, ClusterStorage, GoneSlot, HistoryEntry,
     MemberSlot, OrderError, PresenceEntry, ProposalSlot, Relay, RelayConfig, RelayStorage,
     RemoteRoom, RemoteSlot, RoomSlot, StorageError,
 };
-use chat_core::session::Dropped;
 use chat_core::time::{Duration, Instant, WallClock};
 use chat_core::wire::{self, Body, Repr, Resume};
 use rand::SeedableRng;
@@ -292,46 +292,57 @@ fn a_legacy_line_to_a_cluster_asks_for_the_lobby_once_and_is_taken_once_it_is_op
     now = now + Duration::from_millis(2_000);
     assert!(say(&mut relay, now, 2).is_err());
     assert_eq!(requests(&mut relay), [], "asked once within the patience");
-    now = now + Duration::from_millis(1_500);
+    now = now + Duration::from_millis(999);
     assert!(say(&mut relay, now, 3).is_err());
+    assert_eq!(
+        requests(&mut relay),
+        [],
+        "2,999 ms: still within the patience"
+    );
+    now = now + Duration::from_millis(1);
+    assert!(say(&mut relay, now, 4).is_err());
     assert_eq!(
         requests(&mut relay).len(),
         1,
-        "asked again after the patience"
+        "asked again when the patience (3 s) ran out"
     );
     // Open: the next line is taken (proposed to the room's order).
     assert!(relay.open_room(now, "lobby", 5, 0, []));
-    assert_eq!(say(&mut relay, now, 4), Ok(()));
+    assert_eq!(say(&mut relay, now, 5), Ok(()));
     assert_eq!(relay.proposals_waiting(), 1);
+}
+
+/// Line `msg_id` of session `origin` (nick "bob") as the stream holds it: a sealed
+/// line record.
+fn record_token(origin: u64, msg_id: u32, text: &str, now: Instant) -> Vec<u8> {
+    let record = chat_core::session::LineRecord {
+        origin,
+        msg_id,
+        nick: "bob",
+        text,
+    };
+    let mut plain = [0u8; 256];
+    let len = record.emit(&mut plain).expect("room");
+    let mut out = vec![0u8; 1024];
+    let unix = (UNIX_MS + now.millis()) / 1000;
+    let token_len = key()
+        .encrypt_with_iv(&plain[..len], unix, [msg_id as u8; 16], &mut out)
+        .expect("room")
+        .len();
+    out.truncate(token_len);
+    out
 }
 
 #[test]
 fn a_line_fed_beyond_the_rooms_next_number_is_appended_after_a_gap() {
-    use chat_core::session::{LineRecord, Ordered};
+    use chat_core::session::Ordered;
     let now = Instant::from_millis(0);
     let (mut relay, mut client) = cluster_relay_and_client("dev", now);
     client_to_relay(&mut relay, &mut client, now);
     requests(&mut relay);
     assert!(relay.open_room(now, "dev", 9, 3, []));
     exchange(&mut relay, &mut client, now);
-    let seal = |origin: u64, msg_id: u32, text: &str| {
-        let record = LineRecord {
-            origin,
-            msg_id,
-            nick: "bob",
-            text,
-        };
-        let mut plain = [0u8; 256];
-        let len = record.emit(&mut plain).expect("room");
-        let mut out = vec![0u8; 1024];
-        let unix = (UNIX_MS + now.millis()) / 1000;
-        let token_len = key()
-            .encrypt_with_iv(&plain[..len], unix, [msg_id as u8; 16], &mut out)
-            .expect("room")
-            .len();
-        out.truncate(token_len);
-        out
-    };
+    let seal = |origin, msg_id, text| record_token(origin, msg_id, text, now);
     // The room starts at 3: line 3 is next; 3 again is a duplicate; 7 comes after a gap
     // of 4 to 6 (the stream's retention removed them).
     assert_eq!(
@@ -401,6 +412,19 @@ fn a_legacy_senders_line_is_answered_once_the_room_has_ordered_it() {
         answer.plaintext, b"server: received as #0 for 1 member",
         "the legacy sender's receipt, in bare text"
     );
+    // A line of a session on another server: the legacy peer sees it, with no receipt.
+    assert!(
+        relay
+            .handle_ordered(now, "lobby", 1, &mut record_token(55, 7, "hi", now))
+            .is_ok()
+    );
+    let mut texts = Vec::new();
+    while let Some((to, len)) = relay.poll_transmit(now, &mut buf) {
+        assert_eq!(to, LEGACY);
+        let text = key().decrypt(&buf[..len], None, &mut out).expect("token");
+        texts.push(String::from_utf8(text.plaintext.to_vec()).expect("text"));
+    }
+    assert_eq!(texts, ["bob: hi"]);
 }
 
 #[test]
@@ -535,7 +559,11 @@ fn parked_joins_are_bounded_and_forgotten_after_the_patience() {
     // free again exactly when it ends.
     let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
     for from in 0..64 {
-        assert_eq!(join(&mut relay, from, "dev", None, ms(0)), Ok(()), "join {from}");
+        assert_eq!(
+            join(&mut relay, from, "dev", None, ms(0)),
+            Ok(()),
+            "join {from}"
+        );
     }
     assert_eq!(requests(&mut relay).len(), 1, "dev asked for once");
     // The same session again takes its own place, not another.
@@ -568,9 +596,105 @@ fn a_parked_join_goes_on_only_when_its_own_room_opens_within_the_patience() {
     assert_eq!(requests(&mut relay).len(), 2);
     assert!(relay.open_room(ms(2_500), "dev", 9, 0, []));
     assert_eq!(answered(&mut relay, ms(2_500)), [1], "dev's join, not ops'");
-    // "ops" opens exactly 3 s after its join: too late, the client has asked again.
+    assert_eq!(
+        relay.room_position("dev"),
+        Some((9, 0)),
+        "open, with its member"
+    );
+    // "ops" is still being opened: another join to it does not ask again.
+    assert_eq!(join(&mut relay, 3, "ops", None, ms(2_600)), Ok(()));
+    assert!(
+        requests(&mut relay)
+            .iter()
+            .all(|r| !matches!(r, ClusterRequest::Open { .. })),
+        "ops asked for once"
+    );
+    // "ops" opens exactly 3 s after the first join to it: too late for that one (its
+    // client has asked again meanwhile), in time for the second.
     assert!(relay.open_room(ms(5_000), "ops", 9, 0, []));
-    assert_eq!(answered(&mut relay, ms(5_000)), []);
+    assert_eq!(answered(&mut relay, ms(5_000)), [3]);
+    // A room whose only join gave up waiting: opened for nobody, closed at once.
+    let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
+    assert_eq!(join(&mut relay, 1, "ops", None, ms(0)), Ok(()));
+    requests(&mut relay);
+    assert!(relay.open_room(ms(3_000), "ops", 9, 0, []));
+    assert_eq!(answered(&mut relay, ms(3_000)), []);
+    let asked = requests(&mut relay);
+    assert!(
+        matches!(&asked[..], [ClusterRequest::Close { room }] if room.as_str() == "ops"),
+        "{asked:?}"
+    );
+    assert_eq!(relay.room_position("ops"), None);
+}
+
+#[test]
+fn a_room_that_finds_no_slot_refuses_its_own_joins_only() {
+    let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
+    for (from, room) in [(1, "a"), (2, "b")] {
+        assert_eq!(join(&mut relay, from, room, None, ms(0)), Ok(()));
+        assert!(relay.open_room(ms(0), room, 9, 0, []));
+    }
+    assert_eq!(answered(&mut relay, ms(0)), [1, 2]);
+    requests(&mut relay);
+    // Both room slots are taken: "c" cannot open here.
+    assert_eq!(join(&mut relay, 3, "c", None, ms(10)), Ok(()));
+    assert_eq!(join(&mut relay, 4, "d", None, ms(10)), Ok(()));
+    requests(&mut relay);
+    assert!(!relay.open_room(ms(20), "c", 9, 0, []));
+    assert_eq!(
+        answered(&mut relay, ms(20)),
+        [3],
+        "c's join refused, d's waits"
+    );
+    let asked = requests(&mut relay);
+    assert!(
+        matches!(&asked[..], [ClusterRequest::Close { room }] if room.as_str() == "c"),
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn a_room_that_fails_to_open_drops_only_its_own_joins() {
+    let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
+    assert_eq!(join(&mut relay, 1, "dev", None, ms(0)), Ok(()));
+    assert_eq!(join(&mut relay, 2, "ops", None, ms(0)), Ok(()));
+    requests(&mut relay);
+    relay.open_failed("dev");
+    assert!(relay.open_room(ms(100), "ops", 9, 0, []));
+    assert_eq!(answered(&mut relay, ms(100)), [2]);
+    assert!(relay.open_room(ms(100), "dev", 9, 0, []));
+    assert_eq!(answered(&mut relay, ms(100)), [], "dev's join was dropped");
+}
+
+#[test]
+fn a_session_found_goes_on_and_the_others_stay_looked_up() {
+    let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
+    assert_eq!(join(&mut relay, 1, "dev", None, ms(0)), Ok(()));
+    assert!(relay.open_room(ms(0), "dev", 9, 0, []));
+    assert_eq!(answered(&mut relay, ms(0)), [1]);
+    requests(&mut relay);
+    // Two sessions come back to the room's incarnation: each is looked up first.
+    let resume = Some(Resume {
+        epoch: 9,
+        next_seq: 0,
+    });
+    assert_eq!(join(&mut relay, 2, "dev", resume, ms(10)), Ok(()));
+    assert_eq!(join(&mut relay, 3, "dev", resume, ms(10)), Ok(()));
+    assert_eq!(answered(&mut relay, ms(10)), [], "both wait");
+    let lookups = requests(&mut relay)
+        .into_iter()
+        .filter(|r| matches!(r, ClusterRequest::Lookup { .. }))
+        .count();
+    assert_eq!(lookups, 2);
+    relay.session_found(ms(20), "dev", 1_002, &[]);
+    assert_eq!(answered(&mut relay, ms(20)), [2], "the one found goes on");
+    // 1_003's lookup is still under way: its join again does not ask again.
+    assert_eq!(join(&mut relay, 3, "dev", resume, ms(30)), Ok(()));
+    assert!(
+        requests(&mut relay)
+            .iter()
+            .all(|r| !matches!(r, ClusterRequest::Lookup { .. }))
+    );
 }
 
 #[test]
@@ -593,7 +717,11 @@ fn a_join_is_refused_for_now_when_the_driver_cannot_be_asked() {
         next_seq: 4,
     });
     for from in 0..32 {
-        assert_eq!(join(&mut relay, from, "dev", resume, ms(0)), Ok(()), "{from}");
+        assert_eq!(
+            join(&mut relay, from, "dev", resume, ms(0)),
+            Ok(()),
+            "{from}"
+        );
     }
     assert_eq!(
         join(&mut relay, 32, "dev", resume, ms(0)),

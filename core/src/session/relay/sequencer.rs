@@ -595,12 +595,16 @@ impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
         false
     }
 
-    /// Joins parked for the driver that `matches` says to try again, tried again.
+    /// Joins parked for the driver that `matches` says to try again, tried again; those
+    /// older than the patience are dropped.
     fn replay_parked(&mut self, now: Instant, matches: impl Fn(&Parked<A>) -> bool) {
         let mut ready: Vec<Parked<A>, PARKED> = Vec::new();
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.parked.retain(|p| {
-                if matches(p) && now - p.at < PATIENCE {
+                if now - p.at >= PATIENCE {
+                    // Given up: its client has asked again meanwhile (or has gone).
+                    false
+                } else if matches(p) {
                     let _ = ready.push(p.clone());
                     false
                 } else {
