@@ -755,3 +755,51 @@ fn a_rejoining_session_is_looked_up_once_per_patience() {
     assert_eq!(join(&mut relay, 1, "dev", resume, ms(3_000)), Ok(()));
     assert_eq!(lookups(&requests(&mut relay)), [1_001], "again after 3 s");
 }
+
+#[test]
+fn a_line_ordered_after_its_sender_left_is_answered_when_the_sender_returns() {
+    let now = ms(0);
+    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
+    client_to_relay(&mut relay, &mut client, now);
+    requests(&mut relay);
+    assert!(relay.open_room(now, "dev", 9, 0, []));
+    exchange(&mut relay, &mut client, now);
+    client.send("one").expect("room in the outbox");
+    let mut buf = [0u8; 1500];
+    let len = client.poll_transmit(now, &mut buf).expect("the line");
+    let chat = buf[..len].to_vec();
+    assert_eq!(
+        relay.handle_datagram(now, MEMBER, &mut chat.clone()),
+        Ok(())
+    );
+    let proposal = relay.poll_proposal(&mut buf).expect("proposed");
+    let mut token = buf[..proposal.len].to_vec();
+    // Another session takes ann's address: ann is replaced, and remembered as departed.
+    let mut other = join_token(77, "dev", None, now);
+    assert_eq!(relay.handle_datagram(now, MEMBER, &mut other), Ok(()));
+    answered(&mut relay, now);
+    // Ann's line comes back from the stream while ann is away.
+    assert!(relay.handle_ordered(now, "dev", 0, &mut token).is_ok());
+    answered(&mut relay, now);
+    // Ann returns from another address and sends the line again: its answer is the
+    // stream's number, not a second line.
+    let later = ms(2_000);
+    let mut rejoin = join_token(client.session(), "dev", None, later);
+    assert_eq!(relay.handle_datagram(later, 8, &mut rejoin), Ok(()));
+    answered(&mut relay, later);
+    let _ = relay.handle_datagram(later, 8, &mut chat.clone());
+    let mut out = [0u8; 1500];
+    let mut receipts = Vec::new();
+    while let Some((to, len)) = relay.poll_transmit(later, &mut buf) {
+        let opened = key().decrypt(&buf[..len], None, &mut out).expect("token");
+        if let Ok(Repr {
+            body: Body::Receipt { msg_id, seq, .. },
+            ..
+        }) = Repr::parse(opened.plaintext)
+        {
+            receipts.push((to, msg_id, seq));
+        }
+    }
+    assert_eq!(receipts, [(8, proposal.msg_id, 0)]);
+    assert_eq!(relay.proposals_waiting(), 0);
+}
