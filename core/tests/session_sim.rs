@@ -1097,3 +1097,29 @@ fn the_smallest_version_1_join_is_still_told_the_version() {
         }
     );
 }
+
+#[test]
+fn a_client_says_where_it_is() {
+    let mut sim = Sim::new(31, Faults::default());
+    let ann = sim.add_client("ann", "dev");
+    let bob = sim.add_client("bob", "dev");
+    sim.join_all(secs(5));
+    let (epoch, _) = sim.relay.room_position("dev").expect("dev is open");
+    assert_eq!(sim.client(ann).room(), "dev");
+    assert_eq!(sim.client(ann).room_epoch(), epoch);
+    assert!(epoch > 1);
+    assert_eq!(sim.client(ann).rtt(), None, "no ping answered yet");
+    for k in 0..3 {
+        sim.say(bob, format!("line {k}"));
+        sim.run_for(ms(100));
+    }
+    sim.run_for(secs(1));
+    assert_eq!(sim.client(ann).next_seq(), 3, "messages 0 to 2 received");
+    // A keepalive ping (every 5 s) answered: the simulated round trip, 2 × 5 ms.
+    sim.run_for(secs(6));
+    assert_eq!(sim.client(ann).rtt(), Some(ms(10)));
+    // A driver with a clock corrects the client's.
+    let now = sim.now;
+    sim.client(ann).sync_clock(now, 4_000_000_000_000);
+    assert_eq!(sim.client(ann).clock().unix_secs(now), Some(4_000_000_000));
+}
