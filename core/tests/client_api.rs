@@ -1,8 +1,17 @@
-//! The client's public types, at their limits: the lists events carry (names and
-//! presence changes in `N` bytes), and what `send` says when it does not take a line.
+//! The client's public types and calls, at their limits: the lists events carry (names
+//! and presence changes in `N` bytes), what `send` says when it does not take a line, the
+//! calls a driver makes besides the usual loop (`leave`, `rejoin`, `abort`), and the event
+//! queue's places kept for the session's own news. Against a real relay, no simulator.
 
-use chat_core::session::{NameList, PresenceChanges, SendError};
-use chat_core::wire::{NAME_MAX, PresenceKind};
+use chat_core::fernet::{Key, KeyRing};
+use chat_core::session::{
+    Client, ClientConfig, ClientEvent, ClientState, GoneSlot, HistoryEntry, MemberSlot, NameList,
+    PresenceChanges, PresenceEntry, Relay, RelayConfig, RelayStorage, RoomSlot, SendError,
+};
+use chat_core::time::{Instant, WallClock};
+use chat_core::wire::{Body, NAME_MAX, PresenceKind, Repr, Resume};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 const LONGEST: &str = "a-name-of-thirty-two-bytes-long!";
 
@@ -52,4 +61,205 @@ fn send_errors_say_what_to_do() {
         "too many messages waiting for the server"
     );
     assert_eq!(SendError::Closed.to_string(), "not connected");
+}
+
+const UNIX_MS: u64 = 1_700_000_000_000;
+type TestRelay = Relay<'static, usize, StdRng, 1>;
+/// A client whose event queue holds `EVENTS` events.
+type TestClient<const EVENTS: usize> = Client<StdRng, 1, 256, 16, EVENTS, 16>;
+
+fn key() -> Key {
+    Key::from_bytes(&[6; 32])
+}
+
+fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
+    Box::leak(vec![value; n].into_boxed_slice())
+}
+
+fn relay() -> TestRelay {
+    let storage = RelayStorage {
+        members: leak(MemberSlot::default(), 4),
+        gone: leak(GoneSlot::default(), 4),
+        rooms: leak(RoomSlot::default(), 2),
+        history: leak(HistoryEntry::default(), 64),
+        history_bytes: leak(0u8, 64 * 512),
+        presence: leak(PresenceEntry::default(), 16),
+    };
+    Relay::new(
+        RelayConfig::default(),
+        KeyRing::new(key()),
+        StdRng::seed_from_u64(1),
+        WallClock::synced(Instant::from_millis(0), UNIX_MS),
+        storage,
+    )
+    .expect("storage")
+}
+
+fn client<const EVENTS: usize>(nick: &str, seed: u64) -> TestClient<EVENTS> {
+    let now = Instant::from_millis(0);
+    Client::new(
+        &ClientConfig::new(nick, "dev"),
+        KeyRing::new(key()),
+        StdRng::seed_from_u64(seed),
+        WallClock::synced(now, UNIX_MS),
+        now,
+    )
+    .expect("names")
+}
+
+/// Moves datagrams between the relay and the clients (client `i` at address `i`) until
+/// none has more; no event is taken.
+fn settle<const EVENTS: usize>(
+    relay: &mut TestRelay,
+    clients: &mut [TestClient<EVENTS>],
+    now: Instant,
+) {
+    let mut buf = [0u8; 1500];
+    for _ in 0..1000 {
+        let mut moved = false;
+        for (i, client) in clients.iter_mut().enumerate() {
+            while let Some(len) = client.poll_transmit(now, &mut buf) {
+                let _ = relay.handle_datagram(now, i, &mut buf[..len]);
+                moved = true;
+            }
+        }
+        while let Some((to, len)) = relay.poll_transmit(now, &mut buf) {
+            let _ = clients[to].handle_datagram(now, &mut buf[..len]);
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("the exchange does not settle");
+}
+
+fn events<const EVENTS: usize>(client: &mut TestClient<EVENTS>) -> Vec<ClientEvent<256>> {
+    std::iter::from_fn(|| client.poll_event()).collect()
+}
+
+/// Ann and bob joined to "dev", their events taken.
+fn joined<const EVENTS: usize>(relay: &mut TestRelay) -> [TestClient<EVENTS>; 2] {
+    let mut clients = [client("ann", 1), client("bob", 2)];
+    let now = Instant::from_millis(0);
+    settle(relay, &mut clients, now);
+    for c in &mut clients {
+        assert_eq!(c.state(), ClientState::Joined);
+        events(c);
+    }
+    clients
+}
+
+fn frame_of(token: &[u8]) -> Body<'static> {
+    let mut out = [0u8; 1500];
+    let opened = key().decrypt(token, None, &mut out).expect("a token");
+    let repr = Repr::parse(opened.plaintext).expect("a frame");
+    match repr.body {
+        Body::Join { resume, .. } => Body::Join {
+            version: 0,
+            nick: "",
+            room: "",
+            window: 0,
+            resume,
+        },
+        Body::Leave => Body::Leave,
+        _ => Body::Ping { counter: 0 },
+    }
+}
+
+#[test]
+fn no_line_is_taken_once_leaving() {
+    let mut relay = relay();
+    let [mut ann, _] = joined::<16>(&mut relay);
+    let now = Instant::from_millis(0);
+    // A line still unanswered: leaving waits for it (draining) and takes no more.
+    ann.send("one").expect("taken");
+    ann.leave(now);
+    assert_eq!(ann.state(), ClientState::Joined, "draining");
+    assert_eq!(ann.send("two"), Err(SendError::Closed));
+}
+
+#[test]
+fn a_rejoin_asks_the_new_server_for_our_place_at_once() {
+    let mut relay = relay();
+    let [mut ann, _] = joined::<16>(&mut relay);
+    let now = Instant::from_millis(10);
+    ann.rejoin(now);
+    assert_eq!(ann.state(), ClientState::Joining);
+    let mut buf = [0u8; 1500];
+    let len = ann.poll_transmit(now, &mut buf).expect("a join at once");
+    let place = Resume {
+        epoch: ann.room_epoch(),
+        next_seq: ann.next_seq(),
+    };
+    assert_eq!(
+        frame_of(&buf[..len]),
+        Body::Join {
+            version: 0,
+            nick: "",
+            room: "",
+            window: 0,
+            resume: Some(place)
+        }
+    );
+}
+
+#[test]
+fn abort_reports_what_waits_undelivered_and_says_goodbye_once() {
+    let mut relay = relay();
+    let [mut ann, _] = joined::<16>(&mut relay);
+    let now = Instant::from_millis(10);
+    let id = ann.send("one").expect("taken");
+    ann.abort(now);
+    let mut buf = [0u8; 1500];
+    let mut goodbyes = 0;
+    // The documented call order: the application's call, then what to send, then the
+    // timers when they are due.
+    for step in 0..50 {
+        let at = Instant::from_millis(10 + step * 100);
+        while let Some(len) = ann.poll_transmit(at, &mut buf) {
+            if frame_of(&buf[..len]) == Body::Leave {
+                goodbyes += 1;
+            }
+        }
+        if ann.poll_timeout().is_some_and(|due| due <= at) {
+            ann.handle_timeout(at);
+        }
+    }
+    assert_eq!(goodbyes, 1);
+    assert_eq!(ann.state(), ClientState::Closed);
+    let seen = events(&mut ann);
+    assert!(
+        matches!(
+            &seen[..],
+            [ClientEvent::Undelivered { id: i, text }, ClientEvent::Closed] if *i == id && text.as_str() == "one"
+        ),
+        "{seen:?}"
+    );
+}
+
+/// Messages ann has taken while bob said up to 24 lines and ann's application took none
+/// (the rest are dropped unacknowledged: the relay sends them again).
+fn messages_taken<const EVENTS: usize>() -> u64 {
+    let mut relay = relay();
+    let mut clients = joined::<EVENTS>(&mut relay);
+    let now = Instant::from_millis(10);
+    let mut said = 0;
+    for _ in 0..4 {
+        while said < 24 && clients[1].send(&format!("line {said}")).is_ok() {
+            said += 1;
+        }
+        settle(&mut relay, &mut clients, now);
+    }
+    assert!(said > 8, "bob said {said}");
+    clients[0].next_seq()
+}
+
+#[test]
+fn the_event_queue_keeps_two_places_for_the_sessions_own_news() {
+    // A queue of EVENTS takes EVENTS - 2 messages.
+    assert_eq!(messages_taken::<8>(), 6);
+    assert_eq!(messages_taken::<3>(), 1);
+    // A queue of two (or fewer) still takes messages, one at a time.
+    assert_eq!(messages_taken::<2>(), 1);
 }
