@@ -263,3 +263,17 @@ fn the_event_queue_keeps_two_places_for_the_sessions_own_news() {
     // A queue of two (or fewer) still takes messages, one at a time.
     assert_eq!(messages_taken::<2>(), 1);
 }
+
+#[test]
+fn a_datagram_longer_than_the_largest_is_not_opened() {
+    use chat_core::session::{DEFAULT_MAX_DATAGRAM, Dropped};
+    let mut ann: TestClient<16> = client("ann", 1);
+    let now = Instant::from_millis(0);
+    let mut longest = vec![b'A'; DEFAULT_MAX_DATAGRAM];
+    assert_eq!(
+        ann.handle_datagram(now, &mut longest),
+        Err(Dropped::InvalidToken)
+    );
+    let mut longer = vec![b'A'; DEFAULT_MAX_DATAGRAM + 1];
+    assert_eq!(ann.handle_datagram(now, &mut longer), Err(Dropped::TooLong));
+}
