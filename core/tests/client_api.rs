@@ -277,3 +277,145 @@ fn a_datagram_longer_than_the_largest_is_not_opened() {
     let mut longer = vec![b'A'; DEFAULT_MAX_DATAGRAM + 1];
     assert_eq!(ann.handle_datagram(now, &mut longer), Err(Dropped::TooLong));
 }
+
+/// A frame from "the server" to `client` (addressed to its session, or to the room's
+/// epoch for a Deliver), sealed at `now` on the client's clock.
+fn from_server<const EVENTS: usize>(
+    client: &TestClient<EVENTS>,
+    body: Body<'_>,
+    now: Instant,
+) -> Vec<u8> {
+    let session = match body {
+        Body::Deliver { .. } => client.room_epoch(),
+        _ => client.session(),
+    };
+    let mut frame = [0u8; 512];
+    let len = Repr { session, body }.emit(&mut frame).expect("room");
+    let mut out = vec![0u8; 1232];
+    let unix = client.clock().unix_secs(now).expect("a clock");
+    let len = key()
+        .encrypt_with_iv(&frame[..len], unix, [9; 16], &mut out)
+        .expect("room")
+        .len();
+    out.truncate(len);
+    out
+}
+
+/// A Welcome into epoch 9 of "dev", at message `next_seq` and presence change `presence`.
+fn welcome(next_seq: u64, presence: u32) -> Body<'static> {
+    Body::Welcome {
+        epoch: 9,
+        next_seq,
+        next_msg_id: 1,
+        members: 3,
+        window: 4,
+        presence,
+        nick: "ann",
+    }
+}
+
+/// Ann, welcomed into epoch 9 of "dev" at message 0 and presence change 5, events taken.
+fn welcomed(now: Instant) -> TestClient<16> {
+    let mut ann: TestClient<16> = client("ann", 1);
+    let mut buf = [0u8; 1500];
+    assert!(ann.poll_transmit(now, &mut buf).is_some(), "the join");
+    let mut w = from_server(&ann, welcome(0, 5), now);
+    assert_eq!(ann.handle_datagram(now, &mut w), Ok(()));
+    assert_eq!(ann.state(), ClientState::Joined);
+    events(&mut ann);
+    ann
+}
+
+#[test]
+fn a_welcome_back_says_how_many_presence_changes_were_missed() {
+    let now = Instant::from_millis(0);
+    let mut ann = welcomed(now);
+    let presence_events = |ann: &mut TestClient<16>| -> Vec<u32> {
+        events(ann)
+            .into_iter()
+            .filter_map(|e| match e {
+                ClientEvent::Presence { skipped, .. } => Some(skipped),
+                _ => None,
+            })
+            .collect()
+    };
+    // Back at the same presence change: nothing to tell.
+    ann.rejoin(now);
+    let mut w = from_server(&ann, welcome(0, 5), now);
+    assert_eq!(ann.handle_datagram(now, &mut w), Ok(()));
+    assert_eq!(presence_events(&mut ann), []);
+    // Back three changes later: three skipped.
+    ann.rejoin(now);
+    let mut w = from_server(&ann, welcome(0, 8), now);
+    assert_eq!(ann.handle_datagram(now, &mut w), Ok(()));
+    assert_eq!(presence_events(&mut ann), [3]);
+}
+
+#[test]
+fn a_welcome_back_elsewhere_in_the_room_starts_where_the_server_says() {
+    let now = Instant::from_millis(0);
+    let mut ann = welcomed(now);
+    ann.rejoin(now);
+    let mut w = from_server(&ann, welcome(10, 5), now);
+    assert_eq!(ann.handle_datagram(now, &mut w), Ok(()));
+    assert!(
+        events(&mut ann)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Joined { resumed: true, .. }))
+    );
+    assert_eq!(ann.next_seq(), 10);
+}
+
+#[test]
+fn missed_messages_are_told_while_leaving() {
+    let now = Instant::from_millis(0);
+    let mut ann = welcomed(now);
+    ann.leave(now);
+    assert_eq!(ann.state(), ClientState::Leaving);
+    let mut missed = from_server(&ann, Body::Missed { from: 0, to: 4 }, now);
+    assert_eq!(ann.handle_datagram(now, &mut missed), Ok(()));
+    assert!(
+        events(&mut ann)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Missed { from: 0, to: 4 }))
+    );
+    assert_eq!(ann.next_seq(), 4);
+}
+
+#[test]
+fn any_fresh_answer_from_the_server_even_a_repeated_one_says_it_is_back() {
+    let mut now = Instant::from_millis(0);
+    let mut ann = welcomed(now);
+    let mut again = from_server(&ann, welcome(0, 5), now);
+    while now < Instant::from_millis(16_000) {
+        now = Instant::from_millis(now.millis() + 500);
+        if ann.poll_timeout().is_some_and(|due| due <= now) {
+            ann.handle_timeout(now);
+        }
+        let mut buf = [0u8; 1500];
+        while ann.poll_transmit(now, &mut buf).is_some() {}
+    }
+    assert!(
+        events(&mut ann)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::ServerLost { .. }))
+    );
+    // A token for another session: not the server speaking to us.
+    let bob: TestClient<16> = client("bob", 2);
+    let mut foreign = from_server(&bob, welcome(0, 5), now);
+    assert_eq!(
+        ann.handle_datagram(now, &mut foreign),
+        Err(chat_core::session::Dropped::Unexpected)
+    );
+    assert!(events(&mut ann).is_empty());
+    // The Welcome again (a duplicate, still fresh): the server is back.
+    assert_eq!(
+        ann.handle_datagram(now, &mut again),
+        Err(chat_core::session::Dropped::Duplicate)
+    );
+    assert!(
+        events(&mut ann)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::ServerBack))
+    );
+}
