@@ -163,7 +163,8 @@ fn frame_of(token: &[u8]) -> Body<'static> {
             resume,
         },
         Body::Leave => Body::Leave,
-        _ => Body::Ping { counter: 0 },
+        Body::Ping { counter } => Body::Ping { counter },
+        _ => Body::Ping { counter: u64::MAX },
     }
 }
 
@@ -418,4 +419,49 @@ fn any_fresh_answer_from_the_server_even_a_repeated_one_says_it_is_back() {
             .iter()
             .any(|e| matches!(e, ClientEvent::ServerBack))
     );
+}
+
+#[test]
+fn a_pong_counts_once_and_only_for_the_ping_it_answers() {
+    use chat_core::session::Dropped;
+    use chat_core::time::Duration;
+    let mut ann = welcomed(Instant::from_millis(0));
+    // The keepalive ping, 5 s after the welcome.
+    let at = Instant::from_millis(5_000);
+    ann.handle_timeout(at);
+    let mut buf = [0u8; 1500];
+    let len = ann.poll_transmit(at, &mut buf).expect("the ping");
+    let Body::Ping { counter } = frame_of(&buf[..len]) else {
+        panic!("not a ping");
+    };
+    assert_ne!(counter, u64::MAX);
+    let pong = |ann: &TestClient<16>, counter, ms| {
+        let at = Instant::from_millis(ms);
+        from_server(
+            ann,
+            Body::Pong {
+                counter,
+                members: 3,
+            },
+            at,
+        )
+    };
+    let mut wrong = pong(&ann, counter.wrapping_add(1), 5_005);
+    assert_eq!(
+        ann.handle_datagram(Instant::from_millis(5_005), &mut wrong),
+        Err(Dropped::Duplicate)
+    );
+    assert_eq!(ann.rtt(), None);
+    let mut right = pong(&ann, counter, 5_010);
+    assert_eq!(
+        ann.handle_datagram(Instant::from_millis(5_010), &mut right.clone()),
+        Ok(())
+    );
+    assert_eq!(ann.rtt(), Some(Duration::from_millis(10)));
+    assert_eq!(
+        ann.handle_datagram(Instant::from_millis(5_020), &mut right),
+        Err(Dropped::Duplicate),
+        "answered already"
+    );
+    assert_eq!(ann.rtt(), Some(Duration::from_millis(10)));
 }
