@@ -614,8 +614,10 @@ fn a_parked_join_goes_on_only_when_its_own_room_opens_within_the_patience() {
     assert!(relay.open_room(ms(5_000), "ops", 9, 0, []));
     assert_eq!(answered(&mut relay, ms(5_000)), [3]);
     // A room whose only join gave up waiting: opened for nobody, closed at once.
+    // (A join waiting for another room changes nothing.)
     let (mut relay, _) = cluster_relay_and_client("dev", ms(0));
     assert_eq!(join(&mut relay, 1, "ops", None, ms(0)), Ok(()));
+    assert_eq!(join(&mut relay, 2, "dev", None, ms(2_000)), Ok(()));
     requests(&mut relay);
     assert!(relay.open_room(ms(3_000), "ops", 9, 0, []));
     assert_eq!(answered(&mut relay, ms(3_000)), []);
