@@ -465,3 +465,32 @@ fn a_pong_counts_once_and_only_for_the_ping_it_answers() {
     );
     assert_eq!(ann.rtt(), Some(Duration::from_millis(10)));
 }
+
+#[test]
+fn the_servers_goodbye_closes_a_leaving_session_at_once() {
+    use chat_core::session::Dropped;
+    use chat_core::wire::NoticeCode;
+    let now = Instant::from_millis(0);
+    let mut ann = welcomed(now);
+    let bye = |ann: &TestClient<16>| {
+        from_server(
+            ann,
+            Body::Notice {
+                code: NoticeCode::BYE,
+                text: "bye",
+            },
+            now,
+        )
+    };
+    // Not leaving: a goodbye is not ours.
+    assert_eq!(
+        ann.handle_datagram(now, &mut bye(&ann)),
+        Err(Dropped::Unexpected)
+    );
+    assert_eq!(ann.state(), ClientState::Joined);
+    assert!(events(&mut ann).is_empty());
+    ann.leave(now);
+    assert_eq!(ann.handle_datagram(now, &mut bye(&ann)), Ok(()));
+    assert_eq!(ann.state(), ClientState::Closed, "before the leave timeout");
+    assert!(matches!(&events(&mut ann)[..], [ClientEvent::Closed]));
+}
