@@ -164,6 +164,7 @@ fn frame_of(token: &[u8]) -> Body<'static> {
         },
         Body::Leave => Body::Leave,
         Body::Ping { counter } => Body::Ping { counter },
+        Body::Who { counter, start } => Body::Who { counter, start },
         _ => Body::Ping { counter: u64::MAX },
     }
 }
@@ -493,4 +494,99 @@ fn the_servers_goodbye_closes_a_leaving_session_at_once() {
     assert_eq!(ann.handle_datagram(now, &mut bye(&ann)), Ok(()));
     assert_eq!(ann.state(), ClientState::Closed, "before the leave timeout");
     assert!(matches!(&events(&mut ann)[..], [ClientEvent::Closed]));
+}
+
+/// What the client sends at `now`, each frame as [`frame_of`] reads it.
+fn sent(ann: &mut TestClient<16>, now: Instant) -> Vec<Body<'static>> {
+    let mut buf = [0u8; 1500];
+    std::iter::from_fn(|| {
+        ann.poll_transmit(now, &mut buf)
+            .map(|len| frame_of(&buf[..len]))
+    })
+    .collect()
+}
+
+#[test]
+fn the_member_list_is_asked_for_page_by_page_until_a_page_is_empty_or_the_last() {
+    use chat_core::wire::Names;
+    let now = Instant::from_millis(0);
+    let mut ann = welcomed(now);
+    ann.request_members();
+    let asked = sent(&mut ann, now);
+    let [Body::Who { counter, start: 0 }] = asked[..] else {
+        panic!("{asked:?}");
+    };
+    let page = |ann: &TestClient<16>, start, names: &[&str], total| {
+        let mut storage = [0u8; 256];
+        let nicks = Names::pack(names.iter().copied(), &mut storage);
+        from_server(
+            ann,
+            Body::Members {
+                total,
+                start,
+                nicks,
+            },
+            now,
+        )
+    };
+    // Two of five: the next page is asked for from 2.
+    assert_eq!(
+        ann.handle_datagram(now, &mut page(&ann, 0, &["ann", "bob"], 5)),
+        Ok(())
+    );
+    assert_eq!(
+        sent(&mut ann, now),
+        [Body::Who {
+            counter: counter + 1,
+            start: 2
+        }]
+    );
+    // An empty page (the list shrank meanwhile): no more asking, even short of 5.
+    assert_eq!(ann.handle_datagram(now, &mut page(&ann, 2, &[], 5)), Ok(()));
+    assert_eq!(sent(&mut ann, now), []);
+    let totals: Vec<(u32, u32, usize)> = events(&mut ann)
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::Members {
+                total,
+                start,
+                names,
+            } => Some((total, start, names.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(totals, [(5, 0, 2), (5, 2, 0)]);
+}
+
+#[test]
+fn leaving_waits_for_unanswered_lines_until_the_drain_timeout_exactly() {
+    let now = Instant::from_millis(0);
+    let mut ann = welcomed(now);
+    ann.send("one").expect("taken");
+    ann.leave(now);
+    // The drain timeout is 5 s.
+    ann.handle_timeout(Instant::from_millis(4_999));
+    assert_eq!(ann.state(), ClientState::Joined, "still draining");
+    ann.handle_timeout(Instant::from_millis(5_000));
+    assert_eq!(ann.state(), ClientState::Leaving);
+}
+
+#[test]
+fn no_answer_is_told_once_after_three_seconds_exactly() {
+    let mut ann: TestClient<16> = client("ann", 1);
+    let now = Instant::from_millis(0);
+    sent(&mut ann, now);
+    let no_answer = |ann: &mut TestClient<16>, ms| {
+        ann.handle_timeout(Instant::from_millis(ms));
+        events(ann)
+            .into_iter()
+            .filter_map(|e| match e {
+                ClientEvent::NoAnswer { waited } => Some(waited.millis()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(no_answer(&mut ann, 2_999), Vec::<u64>::new());
+    assert_eq!(no_answer(&mut ann, 3_000), [3_000]);
+    assert_eq!(no_answer(&mut ann, 6_000), Vec::<u64>::new(), "told once");
 }
