@@ -590,3 +590,16 @@ fn no_answer_is_told_once_after_three_seconds_exactly() {
     assert_eq!(no_answer(&mut ann, 3_000), [3_000]);
     assert_eq!(no_answer(&mut ann, 6_000), Vec::<u64>::new(), "told once");
 }
+
+#[test]
+fn an_unanswered_goodbye_closes_the_session_after_the_leave_timeout_exactly() {
+    let now = Instant::from_millis(0);
+    let mut ann = welcomed(now);
+    ann.leave(now);
+    assert_eq!(sent(&mut ann, now), [Body::Leave, Body::Leave]);
+    // The leave timeout is 1 s.
+    ann.handle_timeout(Instant::from_millis(999));
+    assert_eq!(ann.state(), ClientState::Leaving);
+    ann.handle_timeout(Instant::from_millis(1_000));
+    assert_eq!(ann.state(), ClientState::Closed);
+}
