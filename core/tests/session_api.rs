@@ -1,7 +1,7 @@
 //! The session API's smaller promises: the drop reasons and their counters (the words
 //! `host-chat server --stats` prints for scripts), and tokens from a clock too far ahead
 //! on either side (PROTOCOL.md "Datagrams": at most 60 s in the future, whatever the
-//! TTL).
+//! TTL), the leave reasons' words, and what a relay's storage costs.
 
 mod sim;
 
@@ -130,4 +130,43 @@ fn a_server_whose_clock_is_ahead_beyond_the_skew_is_not_believed() {
     );
     sim.run_for(secs(5));
     assert_eq!(sim.state(lenient), ClientState::Joined);
+}
+
+#[test]
+fn leave_reasons_are_told_in_the_rooms_words() {
+    use chat_core::session::LeaveReason;
+    assert_eq!(LeaveReason::Left.as_str(), "left");
+    assert_eq!(LeaveReason::TimedOut.as_str(), "timed out");
+    assert_eq!(LeaveReason::Replaced.as_str(), "reconnected");
+}
+
+#[test]
+fn the_storage_a_relay_needs_is_the_sum_of_its_slots() {
+    use chat_core::session::{
+        GoneSlot, HistoryEntry, MemberSlot, PresenceEntry, RelayLimits, RoomSlot,
+    };
+    use core::mem::size_of;
+    let limits = RelayLimits {
+        members: 10,
+        rooms: 3,
+        history: 4,
+        history_bytes: 1_000,
+        presence: 5,
+        gone: 7,
+    };
+    let per_room = size_of::<RoomSlot>()
+        + 4 * size_of::<HistoryEntry>()
+        + 1_000
+        + 5 * size_of::<PresenceEntry>();
+    assert_eq!(
+        limits.bytes::<u32>(),
+        10 * size_of::<MemberSlot<u32>>() + 7 * size_of::<GoneSlot>() + 3 * per_room
+    );
+    // Beyond what a usize holds: the most, not a wrapped small number.
+    let huge = RelayLimits {
+        members: usize::MAX / 2,
+        ..limits
+    };
+    assert_eq!(huge.bytes::<u32>(), usize::MAX);
+    assert_eq!(RelayLimits::history_bytes_for(512), 512 * 256);
 }
