@@ -1,7 +1,8 @@
 //! The session API's smaller promises: the drop reasons and their counters (the words
 //! `host-chat server --stats` prints for scripts), and tokens from a clock too far ahead
 //! on either side (PROTOCOL.md "Datagrams": at most 60 s in the future, whatever the
-//! TTL), the leave reasons' words, and what a relay's storage costs.
+//! TTL), the leave reasons' words, what a relay's storage costs, the relay's log events
+//! and its clock as a driver corrects it.
 
 mod sim;
 
@@ -169,4 +170,72 @@ fn the_storage_a_relay_needs_is_the_sum_of_its_slots() {
     };
     assert_eq!(huge.bytes::<u32>(), usize::MAX);
     assert_eq!(RelayLimits::history_bytes_for(512), 512 * 256);
+}
+
+#[test]
+fn the_relay_reports_joins_leaves_and_refusals_for_its_log() {
+    use chat_core::session::{LeaveReason, RelayEvent};
+    let mut sim = Sim::with(
+        43,
+        Faults::default(),
+        RelayConfig::default(),
+        limits(2, 8, 64),
+    );
+    assert_eq!(sim.relay.capacity(), (2, 8));
+    let ann = sim.add_client("ann", "lobby");
+    sim.run_for(secs(1));
+    let bob = sim.add_client("bob", "lobby");
+    sim.run_for(secs(1));
+    let carl = sim.add_client("carl", "lobby");
+    sim.run_for(secs(1));
+    let now = sim.now;
+    sim.client(bob).leave(now);
+    sim.run_for(secs(2));
+    let log: Vec<String> = sim
+        .relay_events
+        .iter()
+        .map(|e| match e {
+            RelayEvent::Joined {
+                addr,
+                nick,
+                room,
+                members,
+                resumed,
+            } => format!("{addr} joined {room} as {nick}, {members} members, resumed {resumed}"),
+            RelayEvent::Left {
+                addr,
+                nick,
+                room,
+                reason,
+            } => format!("{addr} {nick} left {room}: {}", reason.as_str()),
+            RelayEvent::Refused { addr, reason } => format!("{addr} refused: {reason}"),
+            RelayEvent::Stalled { addr, .. } => format!("{addr} stalled"),
+        })
+        .collect();
+    let (a, b, c) = (Sim::addr(ann), Sim::addr(bob), Sim::addr(carl));
+    assert_eq!(
+        log,
+        [
+            format!("{a} joined lobby as ann, 1 members, resumed false"),
+            format!("{b} joined lobby as bob, 2 members, resumed false"),
+            format!("{c} refused: server full"),
+            format!("{b} bob left lobby: {}", LeaveReason::Left.as_str()),
+        ]
+    );
+    assert_eq!(sim.relay.stats().events_lost, 0);
+}
+
+#[test]
+fn a_relay_whose_clock_a_driver_moves_ahead_takes_its_clients_tokens_as_old() {
+    let mut sim = Sim::new(44, Faults::default());
+    // The driver corrects the relay's clock two minutes ahead (beyond the 60 s skew).
+    let now = sim.now;
+    sim.relay
+        .sync_clock(now, UNIX_START_MS + now.millis() + 120_000);
+    let ann = sim.add_client("ann", "lobby");
+    sim.run_for(secs(5));
+    // To the relay the client's tokens are two minutes old: beyond its 60 s TTL.
+    assert_eq!(sim.relay.member_count(), 0);
+    assert!(sim.relay.stats().dropped(Dropped::Expired) > 0);
+    assert_eq!(sim.state(ann), ClientState::Joining);
 }

@@ -12,7 +12,7 @@
 use chat_core::fernet::{Key, KeyRing};
 use chat_core::session::{
     Client, ClientConfig, ClientEvent, ClientState, GoneSlot, HistoryEntry, MemberSlot,
-    PresenceEntry, Relay, RelayConfig, RelayLimits, RelayStorage, RoomSlot, SendError,
+    PresenceEntry, Relay, RelayConfig, RelayEvent, RelayLimits, RelayStorage, RoomSlot, SendError,
 };
 use chat_core::time::{Duration, Instant, WallClock};
 use rand::rngs::StdRng;
@@ -134,6 +134,8 @@ pub struct Sim {
     pub seed: u64,
     /// Datagrams that arrived for addresses that are no simulated client, in order.
     pub outside: Vec<(Addr, Vec<u8>)>,
+    /// What the relay reported for its log, in order.
+    pub relay_events: Vec<RelayEvent<Addr>>,
 }
 
 impl Sim {
@@ -161,6 +163,7 @@ impl Sim {
             key: key(),
             seed,
             outside: Vec::new(),
+            relay_events: Vec::new(),
         }
     }
 
@@ -306,7 +309,9 @@ impl Sim {
             }
             self.send(SERVER, to, buf[..len].to_vec());
         }
-        while self.relay.poll_event().is_some() {}
+        while let Some(event) = self.relay.poll_event() {
+            self.relay_events.push(event);
+        }
     }
 
     fn poll_client(&mut self, index: usize) {
