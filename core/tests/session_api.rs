@@ -239,3 +239,80 @@ fn a_relay_whose_clock_a_driver_moves_ahead_takes_its_clients_tokens_as_old() {
     assert!(sim.relay.stats().dropped(Dropped::Expired) > 0);
     assert_eq!(sim.state(ann), ClientState::Joining);
 }
+
+/// A frame of session `session` sealed at `unix_secs`.
+fn sealed(session: u64, body: chat_core::wire::Body<'_>, unix_secs: u64) -> Vec<u8> {
+    let mut frame = [0u8; 256];
+    let len = chat_core::wire::Repr { session, body }
+        .emit(&mut frame)
+        .expect("room");
+    let mut out = vec![0u8; 512];
+    let len = key()
+        .encrypt_with_iv(&frame[..len], unix_secs, [5; 16], &mut out)
+        .expect("room")
+        .len();
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn a_datagram_longer_than_the_largest_is_not_opened_by_the_relay() {
+    let mut sim = Sim::new(45, Faults::default());
+    let max = RelayConfig::default().max_datagram;
+    let now = sim.now;
+    assert_eq!(
+        sim.relay.handle_datagram(now, 9, &mut vec![b'A'; max]),
+        Err(Dropped::InvalidToken)
+    );
+    assert_eq!(
+        sim.relay.handle_datagram(now, 9, &mut vec![b'A'; max + 1]),
+        Err(Dropped::TooLong)
+    );
+}
+
+#[test]
+fn an_old_ping_gets_the_time_only_from_a_stranger() {
+    use chat_core::wire::Body;
+    let mut sim = Sim::new(46, Faults::default());
+    let ann = sim.add_client("ann", "lobby");
+    sim.join_all(secs(5));
+    sim.record_relay = true;
+    let session = sim.client(ann).session();
+    let now = sim.now;
+    let old = (UNIX_START_MS + now.millis()) / 1000 - 3_600;
+    // A member's ping from an hour ago: a replay, not a device asking for the time.
+    let mut ping = sealed(session, Body::Ping { counter: 99 }, old);
+    assert_eq!(
+        sim.relay.handle_datagram(now, Sim::addr(ann), &mut ping),
+        Err(Dropped::Expired)
+    );
+    // The same from a session nobody knows: one Pong with the time.
+    let mut asking = sealed(4_242, Body::Ping { counter: 1 }, old);
+    assert_eq!(sim.relay.handle_datagram(now, 777, &mut asking), Ok(()));
+    sim.flush_relay();
+    let answered: Vec<Addr> = sim.relay_out.iter().map(|&(to, _)| to).collect();
+    assert_eq!(answered, [777]);
+}
+
+#[test]
+fn a_session_that_said_goodbye_gets_no_answer_to_anything_after() {
+    use chat_core::wire::Body;
+    let mut sim = Sim::new(47, Faults::default());
+    let ann = sim.add_client("ann", "lobby");
+    sim.join_all(secs(5));
+    let session = sim.client(ann).session();
+    let now = sim.now;
+    sim.client(ann).leave(now);
+    sim.run_for(secs(2));
+    assert_eq!(sim.state(ann), ClientState::Closed);
+    sim.record_relay = true;
+    let now = sim.now;
+    let later = (UNIX_START_MS + now.millis()) / 1000 + 1;
+    let mut ping = sealed(session, Body::Ping { counter: 50 }, later);
+    assert_eq!(
+        sim.relay.handle_datagram(now, 777, &mut ping),
+        Err(Dropped::Duplicate)
+    );
+    sim.flush_relay();
+    assert!(sim.relay_out.is_empty(), "{:?}", sim.relay_out);
+}
