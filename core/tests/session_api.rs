@@ -316,3 +316,35 @@ fn a_session_that_said_goodbye_gets_no_answer_to_anything_after() {
     sim.flush_relay();
     assert!(sim.relay_out.is_empty(), "{:?}", sim.relay_out);
 }
+
+/// How long after running the timers `late_by` after they were due the relay asks to
+/// run them again, when bob's join has just made a presence change due in the room.
+fn next_timer_after(late_by: Duration) -> Duration {
+    let mut sim = Sim::new(48, Faults::default());
+    sim.add_client("ann", "lobby");
+    sim.join_all(secs(5));
+    sim.run_for(secs(1));
+    sim.add_client("bob", "lobby");
+    sim.run_for(Duration::from_millis(6));
+    let due = sim.relay.poll_timeout().expect("a timer");
+    let at = due + late_by;
+    sim.relay.handle_timeout(at);
+    sim.flush_relay();
+    sim.relay.poll_timeout().expect("a timer") - at
+}
+
+#[test]
+fn a_room_timer_once_run_is_not_asked_for_again_at_once() {
+    // What is left is the answers' retransmission timers (200 ms at least), not another
+    // pass over the rooms, whether the driver ran the timers on time or a second late
+    // (a busy machine).
+    for late_by in [Duration::from_millis(0), secs(1)] {
+        let next = next_timer_after(late_by);
+        assert!(
+            next >= Duration::from_millis(200),
+            "{} ms late: next timer {} ms after",
+            late_by.millis(),
+            next.millis()
+        );
+    }
+}
