@@ -463,6 +463,23 @@ mod tests {
         assert_eq!(sent(&mut o, at(1070)).as_slice(), [1]);
     }
 
+    /// A Busy without a wait (the room made room for the line: it was first in line) is
+    /// no sign of congestion: the lines go again at once and the window stays; a Busy
+    /// with a wait halves it (RFC 9002 §7.3.2).
+    #[test]
+    fn a_busy_without_a_wait_keeps_the_window() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b", "c", "d"] {
+            o.push(text, 16).unwrap();
+        }
+        assert_eq!(sent(&mut o, at(0)).as_slice(), [1, 2, 3, 4]);
+        assert!(o.on_busy(at(5), 1, Duration::ZERO));
+        assert_eq!(o.cc.window(), 4, "kept");
+        assert_eq!(sent(&mut o, at(5)).as_slice(), [1, 2, 3, 4], "at once");
+        assert!(o.on_busy(at(6), 1, Duration::from_millis(1)));
+        assert_eq!(o.cc.window(), 2, "halved");
+    }
+
     /// A server that took some of our lines (its Welcome's next_msg_id is past them) gets
     /// the others numbered from its next_msg_id, and new lines after those, so no number
     /// is used twice (PROTOCOL.md "Several servers").
