@@ -177,4 +177,58 @@ mod tests {
         );
         assert_eq!(changes.len(), 2);
     }
+
+    /// A name that fills the list to its last byte fits (`N` is a capacity, not a bound
+    /// to stay under); one byte more does not, and a refused name leaves the list as it
+    /// was, without a half-written entry.
+    #[test]
+    fn a_name_that_fills_the_list_exactly_fits() {
+        let mut names: NameList<8> = NameList::default();
+        assert!(names.is_empty());
+        assert_eq!(names.len(), 0);
+        assert!(names.push("ann"), "4 of 8 bytes");
+        assert!(!names.is_empty());
+        assert!(!names.push("bob!"), "5 more bytes do not fit in 4");
+        assert!(names.push("bob"), "4 more bytes fill it exactly");
+        assert_eq!(names.len(), 2);
+        assert_eq!(
+            names.iter().collect::<heapless::Vec<_, 4>>(),
+            ["ann", "bob"]
+        );
+    }
+
+    /// A presence change carries any valid name, the longest (`NAME_MAX` bytes) too.
+    #[test]
+    fn a_change_holds_the_longest_name() {
+        let bytes = [b'n'; NAME_MAX];
+        let longest = core::str::from_utf8(&bytes).unwrap();
+        let mut changes: PresenceChanges<64> = PresenceChanges::default();
+        assert!(changes.is_empty());
+        assert!(changes.push(PresenceKind::Left, longest));
+        assert!(!changes.is_empty());
+        assert_eq!(
+            changes.iter().collect::<heapless::Vec<_, 2>>(),
+            [(PresenceKind::Left, longest)]
+        );
+    }
+
+    /// Each refusal says what happened, and the length limit names the limit.
+    #[test]
+    fn send_errors_read_as_sentences() {
+        use core::fmt::Write;
+        let shown = |error: SendError| {
+            let mut text: String<64> = String::new();
+            write!(text, "{error}").unwrap();
+            text
+        };
+        assert_eq!(
+            shown(SendError::TooLong { max: 5 }),
+            "message too long: at most 5 bytes"
+        );
+        assert_eq!(
+            shown(SendError::QueueFull),
+            "too many messages waiting for the server"
+        );
+        assert_eq!(shown(SendError::Closed), "not connected");
+    }
 }

@@ -239,4 +239,90 @@ mod tests {
         assert!(inbox.ack_due, "ack_every 1");
         assert_eq!(inbox.selective(), 0);
     }
+
+    /// Each message kept past a gap has a place of its own and its own bit in the Ack's
+    /// selective field (PROTOCOL.md "Room messages": bit `i` is `next_seq + 1 + i`); once
+    /// the gap fills they are shown in order.
+    #[test]
+    fn several_messages_past_a_gap_are_each_kept() {
+        let mut inbox: Inbox<8, 4> = Inbox::new(2, Duration::from_millis(10));
+        assert_eq!(inbox.on_deliver(message(2)), Arrival::Kept);
+        assert_eq!(inbox.on_deliver(message(3)), Arrival::Kept);
+        assert_eq!(inbox.selective(), 0b110, "2 and 3 are 0 + 1 + bits 1 and 2");
+        assert_eq!(inbox.on_deliver(message(2)), Arrival::Duplicate);
+        assert!(matches!(inbox.on_deliver(message(0)), Arrival::Next(_)));
+        inbox.shown(Instant::from_millis(0));
+        assert_eq!(inbox.selective(), 0b11, "2 and 3 are 1 + 1 + bits 0 and 1");
+        assert_eq!(inbox.take_next(), None, "1 is missing");
+        assert!(matches!(inbox.on_deliver(message(1)), Arrival::Next(_)));
+        inbox.shown(Instant::from_millis(0));
+        assert_eq!(inbox.take_next().map(|m| m.seq), Some(2));
+        inbox.shown(Instant::from_millis(0));
+        assert_eq!(inbox.take_next().map(|m| m.seq), Some(3));
+        inbox.shown(Instant::from_millis(0));
+        assert_eq!((inbox.take_next(), inbox.next_seq()), (None, 4));
+    }
+
+    /// The next message kept while the application is behind is taken from the inbox
+    /// once there is room; only the next one can be kept that way. When a resend of it
+    /// is shown first, the copy left behind is no longer next and does not stand in the
+    /// way of the message that comes to share its place.
+    #[test]
+    fn the_next_message_waits_for_the_application() {
+        let mut inbox: Inbox<8, 4> = Inbox::new(2, Duration::from_millis(10));
+        assert!(!inbox.keep_next(message(1)), "not the next");
+        assert!(inbox.keep_next(message(0)));
+        assert_eq!(inbox.take_next().map(|m| m.seq), Some(0));
+        inbox.shown(Instant::from_millis(0));
+        assert_eq!(inbox.take_next(), None, "taken");
+        assert!(inbox.keep_next(message(1)));
+        assert!(matches!(inbox.on_deliver(message(1)), Arrival::Next(_)));
+        inbox.shown(Instant::from_millis(0));
+        assert_eq!(inbox.take_next(), None, "1 was shown, 2 has not come");
+        assert_eq!(
+            inbox.on_deliver(message(5)),
+            Arrival::Kept,
+            "5 takes the place the shown 1 had"
+        );
+        assert_eq!(inbox.selective(), 0b100);
+    }
+
+    /// A Missed up to `to` drops what was kept below `to` and keeps what is past it.
+    #[test]
+    fn a_missed_range_keeps_what_came_after_it() {
+        let mut inbox: Inbox<8, 8> = Inbox::new(2, Duration::from_millis(10));
+        inbox.reset(10);
+        assert_eq!(inbox.on_deliver(message(12)), Arrival::Kept);
+        assert_eq!(inbox.on_deliver(message(14)), Arrival::Kept);
+        assert!(inbox.skip_to(13));
+        assert!(inbox.ack_due, "a Missed is acknowledged at once");
+        assert_eq!(inbox.next_seq(), 13);
+        assert_eq!(inbox.selective(), 0b1, "14 is 13 + 1 + bit 0");
+        assert_eq!(inbox.take_next(), None, "13 has not come");
+        assert!(matches!(inbox.on_deliver(message(13)), Arrival::Next(_)));
+        inbox.shown(Instant::from_millis(0));
+        assert_eq!(inbox.take_next().map(|m| m.seq), Some(14));
+    }
+
+    /// Messages shown in order are acknowledged `max_ack_delay` after the first one not
+    /// yet acknowledged (RFC 9000 §13.2.1), at that instant and not before; an Ack going
+    /// out stops the timer and starts the count of `ack_every` over.
+    #[test]
+    fn the_ack_timer_fires_at_its_deadline() {
+        let mut inbox: Inbox<8, 4> = Inbox::new(2, Duration::from_millis(10));
+        assert!(matches!(inbox.on_deliver(message(0)), Arrival::Next(_)));
+        inbox.shown(Instant::from_millis(100));
+        assert_eq!(inbox.ack_deadline, Some(Instant::from_millis(110)));
+        inbox.on_timeout(Instant::from_millis(109));
+        assert!(!inbox.ack_due, "1 ms early");
+        inbox.on_timeout(Instant::from_millis(110));
+        assert!(inbox.ack_due, "at the deadline");
+        inbox.acked();
+        assert!(!inbox.ack_due);
+        assert_eq!(inbox.ack_deadline, None);
+        assert!(matches!(inbox.on_deliver(message(1)), Arrival::Next(_)));
+        inbox.shown(Instant::from_millis(120));
+        assert!(!inbox.ack_due, "the first of 2 since the Ack");
+        assert_eq!(inbox.ack_deadline, Some(Instant::from_millis(130)));
+    }
 }

@@ -387,4 +387,163 @@ mod tests {
         assert_eq!(o.pop_unanswered().map(|(id, _)| id), Some(3));
         assert_eq!(o.pop_unanswered(), None);
     }
+
+    /// A line of exactly the limit is taken; one byte more is refused, also when the
+    /// storage (`TEXT`) would hold it, for the limit is what a datagram can carry.
+    #[test]
+    fn a_line_of_exactly_the_limit_is_taken() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        assert!(o.is_empty());
+        assert_eq!(o.push("abcde", 4), Err(SendError::TooLong { max: 4 }));
+        assert!(o.is_empty(), "nothing queued");
+        assert_eq!(o.push("abcd", 4), Ok(1));
+        assert!(!o.is_empty());
+        assert_eq!(o.len(), 1);
+    }
+
+    /// At most the window the server granted is in flight, at least one line.
+    #[test]
+    fn the_granted_window_bounds_what_is_in_flight() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b", "c", "d"] {
+            o.push(text, 16).unwrap();
+        }
+        o.grant(2);
+        assert_eq!(o.cc.window(), 2);
+        assert_eq!(sent(&mut o, at(0)).as_slice(), [1, 2]);
+        o.grant(0);
+        assert_eq!(o.cc.window(), 1, "at least one");
+    }
+
+    /// The retransmission timer runs from the first line sent while lines are in flight:
+    /// an answer re-arms it from the new RTO (RFC 6298 §5.3) while others are unanswered,
+    /// and stops it when none is; it fires at its deadline, not before.
+    #[test]
+    fn the_retransmission_timer_runs_while_lines_are_in_flight() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b"] {
+            o.push(text, 16).unwrap();
+        }
+        assert_eq!(sent(&mut o, at(1000)).as_slice(), [1, 2]);
+        assert_eq!(o.rto_deadline, Some(at(1300)), "the initial RTO");
+        // A 50 ms sample: srtt 50 + 4 × rttvar 25 is 150, raised to the 200 ms minimum.
+        assert_eq!(o.on_answer(at(1050), 1), Some(1));
+        assert_eq!(o.rto(), Duration::from_millis(200));
+        assert_eq!(o.rto_deadline, Some(at(1250)), "2 is still in flight");
+        o.on_timeout(at(1249));
+        assert!(!o.has_due(at(1249)), "1 ms early: nothing goes again");
+        assert_eq!(o.rto(), Duration::from_millis(200));
+        o.on_timeout(at(1250));
+        assert_eq!(o.rto_deadline, None);
+        assert_eq!(o.rto(), Duration::from_millis(400), "backed off");
+        assert_eq!(
+            sent(&mut o, at(1250)).as_slice(),
+            [2],
+            "again at the deadline"
+        );
+        assert_eq!(o.rto_deadline, Some(at(1650)));
+        assert_eq!(o.on_answer(at(1260), 2), Some(2));
+        assert_eq!(o.rto_deadline, None, "nothing in flight");
+    }
+
+    /// After a Busy the timer runs only for the lines still in flight before it.
+    #[test]
+    fn after_busy_the_timer_runs_only_for_lines_still_in_flight() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b"] {
+            o.push(text, 16).unwrap();
+        }
+        assert_eq!(sent(&mut o, at(1000)).as_slice(), [1, 2]);
+        assert!(o.on_busy(at(1010), 2, Duration::from_millis(50)));
+        assert_eq!(o.rto_deadline, Some(at(1310)), "1 is still in flight");
+        assert!(o.on_busy(at(1020), 1, Duration::from_millis(50)));
+        assert_eq!(o.rto_deadline, None, "nothing in flight");
+        o.on_timeout(at(5000));
+        assert_eq!(o.rto(), Duration::from_millis(300), "no timeout came");
+        assert_eq!(sent(&mut o, at(1070)).as_slice(), [1]);
+    }
+
+    /// A Busy without a wait (the room made room for the line: it was first in line) is
+    /// no sign of congestion: the lines go again at once and the window stays; a Busy
+    /// with a wait halves it (RFC 9002 §7.3.2).
+    #[test]
+    fn a_busy_without_a_wait_keeps_the_window() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b", "c", "d"] {
+            o.push(text, 16).unwrap();
+        }
+        assert_eq!(sent(&mut o, at(0)).as_slice(), [1, 2, 3, 4]);
+        assert!(o.on_busy(at(5), 1, Duration::ZERO));
+        assert_eq!(o.cc.window(), 4, "kept");
+        assert_eq!(sent(&mut o, at(5)).as_slice(), [1, 2, 3, 4], "at once");
+        assert!(o.on_busy(at(6), 1, Duration::from_millis(1)));
+        assert_eq!(o.cc.window(), 2, "halved");
+    }
+
+    /// A server that took some of our lines (its Welcome's next_msg_id is past them) gets
+    /// the others numbered from its next_msg_id, and new lines after those, so no number
+    /// is used twice (PROTOCOL.md "Several servers").
+    #[test]
+    fn lines_the_server_did_not_take_are_numbered_after_those_it_took() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b", "c"] {
+            o.push(text, 16).unwrap();
+        }
+        sent(&mut o, at(0));
+        // This server took 1 and expects 2: 2 and 3 are numbered from 2, "d" is 4.
+        o.renumber(2);
+        o.push("d", 16).unwrap();
+        assert_eq!(sent(&mut o, at(1)).as_slice(), [1, 2, 3, 4]);
+        // A server that took 1 and 2 and expects 9: they keep their numbers, the next
+        // line is 9.
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        for text in ["a", "b"] {
+            o.push(text, 16).unwrap();
+        }
+        sent(&mut o, at(0));
+        o.renumber(9);
+        o.push("c", 16).unwrap();
+        assert_eq!(sent(&mut o, at(1)).as_slice(), [1, 2, 9]);
+    }
+
+    /// A server whose Welcome expects our first unanswered line took none of them: every
+    /// one is numbered again from there, in order, however far apart an earlier server
+    /// put their numbers (numbers compare as serial numbers, RFC 1982: the farthest
+    /// comparable is half the number space).
+    #[test]
+    fn a_server_that_took_none_numbers_every_line_again() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        o.push("a", 16).unwrap();
+        assert_eq!(sent(&mut o, at(0)).as_slice(), [1]);
+        // A server that took 1 and expects the number half the space away.
+        let far = 1 + i32::MAX as u32;
+        o.renumber(far);
+        o.push("b", 16).unwrap();
+        o.push("c", 16).unwrap();
+        assert_eq!(sent(&mut o, at(1)).as_slice(), [1, far, far + 1]);
+        o.renumber(1);
+        assert_eq!(sent(&mut o, at(2)).as_slice(), [1, 2, 3]);
+        assert_eq!(o.push("d", 16), Ok(4));
+        assert_eq!(sent(&mut o, at(3)).as_slice(), [4]);
+    }
+
+    /// Karn's rule (RFC 6298 §3) across a rejoin: a line sent before it goes again, so
+    /// its answer gives no round-trip sample; a line first sent after it gives one.
+    #[test]
+    fn after_a_rejoin_only_lines_sent_once_give_a_round_trip_sample() {
+        let mut o: Outbox<16, 8> = Outbox::new(TIMERS);
+        o.push("a", 16).unwrap();
+        assert_eq!(sent(&mut o, at(0)).as_slice(), [1]);
+        o.push("b", 16).unwrap();
+        o.renumber(1);
+        assert_eq!(sent(&mut o, at(1000)).as_slice(), [1, 2]);
+        assert_eq!(o.on_answer(at(1050), 1), Some(1));
+        assert_eq!(o.rto(), TIMERS.initial_rto, "1 was sent twice: no sample");
+        assert_eq!(o.on_answer(at(1050), 2), Some(2));
+        assert_eq!(
+            o.rto(),
+            Duration::from_millis(200),
+            "2 was sent once: a 50 ms sample"
+        );
+    }
 }
