@@ -805,3 +805,27 @@ fn a_line_ordered_after_its_sender_left_is_answered_when_the_sender_returns() {
     assert_eq!(receipts, [(8, proposal.msg_id, 0)]);
     assert_eq!(relay.proposals_waiting(), 0);
 }
+
+#[test]
+fn a_session_that_said_goodbye_cannot_join_again_nor_make_the_driver_open_a_room() {
+    let now = ms(0);
+    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
+    client_to_relay(&mut relay, &mut client, now);
+    requests(&mut relay);
+    assert!(relay.open_room(now, "dev", 9, 0, []));
+    exchange(&mut relay, &mut client, now);
+    client.leave(now);
+    exchange(&mut relay, &mut client, now);
+    assert_eq!(relay.room_position("dev"), None, "closed: nobody left here");
+    requests(&mut relay);
+    // A Join of the same session made after its goodbye (a replay, or a forgery by
+    // someone who holds the key but not the session): nothing asked, nothing answered.
+    let later = ms(2_000);
+    let mut again = join_token(client.session(), "dev", None, later);
+    assert_eq!(
+        relay.handle_datagram(later, MEMBER, &mut again),
+        Err(Dropped::Duplicate)
+    );
+    assert_eq!(requests(&mut relay), []);
+    assert_eq!(answered(&mut relay, later), []);
+}

@@ -348,3 +348,61 @@ fn a_room_timer_once_run_is_not_asked_for_again_at_once() {
         );
     }
 }
+
+#[test]
+fn a_join_resuming_another_incarnation_of_the_room_starts_at_its_end() {
+    use chat_core::session::RelayEvent;
+    use chat_core::wire::{Body, Repr, Resume};
+    let mut sim = Sim::new(49, Faults::default());
+    let ann = sim.add_client("ann", "lobby");
+    sim.join_all(secs(5));
+    for k in 0..3 {
+        sim.say(ann, format!("line {k}"));
+    }
+    sim.run_for(secs(1));
+    let (epoch, next) = sim.relay.room_position("lobby").expect("open");
+    assert_eq!(next, 3);
+    // Two sessions come back, one to this incarnation of the room, one to another (the
+    // server restarted since): only the first is resumed where it was.
+    for (session, at, resumed, start) in [(4_242, epoch, true, 1), (4_243, epoch + 1, false, 3)] {
+        let unix = (UNIX_START_MS + sim.now.millis()) / 1000;
+        let body = Body::Join {
+            version: chat_core::wire::VERSION,
+            nick: "cid",
+            room: "lobby",
+            window: 4,
+            resume: Some(Resume {
+                epoch: at,
+                next_seq: 1,
+            }),
+        };
+        let now = sim.now;
+        let addr = 700 + session as Addr;
+        assert_eq!(
+            sim.relay
+                .handle_datagram(now, addr, &mut sealed(session, body, unix)),
+            Ok(())
+        );
+        sim.run_for(Duration::from_millis(50));
+        let welcome = sim
+            .outside
+            .iter()
+            .filter(|(to, _)| *to == addr)
+            .find_map(|(_, token)| {
+                let mut out = [0u8; 1500];
+                let opened = key().decrypt(token, None, &mut out).ok()?;
+                match Repr::parse(opened.plaintext).ok()?.body {
+                    Body::Welcome { next_seq, .. } => Some(next_seq),
+                    _ => None,
+                }
+            });
+        assert_eq!(welcome, Some(start), "session {session}");
+        assert!(
+            sim.relay_events.iter().any(|e| matches!(
+                e,
+                RelayEvent::Joined { addr: a, resumed: r, .. } if *a == addr && *r == resumed
+            )),
+            "session {session} resumed {resumed}"
+        );
+    }
+}

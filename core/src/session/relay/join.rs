@@ -61,6 +61,7 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         if let Some(gone) = self.gone.find(session)
             && (gone.left || join.timestamp <= gone.at)
         {
+            // Said goodbye, or a Join made before the session went: a replay.
             return Err(Dropped::Duplicate);
         }
         match self.gate_join(now, from, &join) {
@@ -68,14 +69,9 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
             Gate::Parked => return Ok(()),
             Gate::Full => return Err(Dropped::Overloaded),
         }
-        let restored = match self.gone.find(session) {
-            Some(gone) if gone.left || join.timestamp <= gone.at => {
-                // Said goodbye, or a Join made before the session went: a replay.
-                return Err(Dropped::Duplicate);
-            }
-            Some(_) => self.gone.take(session),
-            None => None,
-        };
+        // A departed session coming back (the check above let it through) takes its
+        // numbering and answers back.
+        let restored = self.gone.take(session);
         if let Some(old) = self.members.by_addr(&from, false) {
             self.remove_member(old, LeaveReason::Replaced);
         }
