@@ -544,6 +544,42 @@ mod tests {
         assert_eq!(send_all(&mut d, 8, at(310)).as_slice(), [3, 4, 5, 6]);
     }
 
+    /// RFC 9002 §7.3.2 with appendix B.5: a message first sent before the recovery point
+    /// grows the window only if it was sent again since (a new transmission); one first
+    /// sent after it always does; each counts once, however it qualifies. Here 8 is sent
+    /// after the recovery point (8) and is lost in the same episode (7, below the point,
+    /// is the first loss: no second reduction), then both go again and arrive.
+    #[test]
+    fn a_message_sent_after_the_recovery_point_and_again_grows_the_window_once() {
+        let mut expected = NewReno::new(8, 2, 64);
+        let mut d = Delivery::new(0, 8, 64);
+        send_all(&mut d, 12, at(0));
+        d.on_ack(at(10), 0, 0b1111, RTO);
+        expected.on_congestion_event();
+        assert_eq!((d.lost, d.recovery, d.cc), (0b1, 8, expected));
+        assert_eq!(send_all(&mut d, 12, at(10)).as_slice(), [0]);
+        d.on_ack(at(20), 0, 0b11_1111, RTO);
+        assert_eq!(
+            d.cc, expected,
+            "5 and 6 were sent before the recovery point"
+        );
+        assert_eq!(send_all(&mut d, 12, at(20)).as_slice(), [8, 9]);
+        // 0 (sent again) and 9 (after the point) arrive: two.
+        d.on_ack(at(30), 7, 0b10, RTO);
+        expected.on_ack(2);
+        assert_eq!(d.cc, expected);
+        assert_eq!(send_all(&mut d, 12, at(30)).as_slice(), [10, 11]);
+        // 10 and 11 arrive: two more; 7 and 8 are lost, 7 below the point: no reduction.
+        d.on_ack(at(40), 7, 0b1110, RTO);
+        expected.on_ack(2);
+        assert_eq!((d.lost, d.recovery, d.cc), (0b11, 8, expected));
+        assert_eq!(send_all(&mut d, 12, at(40)).as_slice(), [7, 8]);
+        // 7 (before the point, sent again) and 8 (after it, sent again): one each.
+        assert_eq!(d.on_ack(at(50), 12, 0, RTO), Acked::New { advanced: true });
+        expected.on_ack(2);
+        assert_eq!(d.cc, expected);
+    }
+
     /// A reference for [`Delivery`] over sets of sequence numbers instead of bitmaps,
     /// written from the module's rules (RFC 9002 §6.1.1, §7.3.2; RFC 6298 §3, §5).
     #[derive(Clone, Debug)]
