@@ -4,9 +4,9 @@
 mod sim;
 
 use chat_core::fernet::{Key, KeyRing};
-use chat_core::session::RelayLimits;
 use chat_core::session::{ClientConfig, ClientEvent, ClientState, Dropped, RelayConfig};
-use chat_core::time::{Duration, WallClock};
+use chat_core::session::{ClusterStorage, ProposalSlot, RelayLimits, RemoteRoom, RemoteSlot};
+use chat_core::time::{Duration, Instant, WallClock};
 use chat_core::wire::{self, Body, NoticeCode, PresenceKind, Repr};
 use sim::*;
 
@@ -1122,4 +1122,190 @@ fn a_client_says_where_it_is() {
     let now = sim.now;
     sim.client(ann).sync_clock(now, 4_000_000_000_000);
     assert_eq!(sim.client(ann).clock().unix_secs(now), Some(4_000_000_000));
+}
+
+/// PROTOCOL.md "Names": a nickname taken in the room gets the first free suffix (`-2`,
+/// `-3`, ...), its base shortened, at a character boundary, only as much as the suffix
+/// needs to fit in `NAME_MAX` bytes.
+#[test]
+fn a_taken_nickname_near_the_limit_is_shortened_just_enough_for_its_suffix() {
+    let thirty = "n".repeat(30);
+    let longest = "m".repeat(wire::NAME_MAX);
+    let clefs = "\u{1D11E}".repeat(wire::NAME_MAX / 4);
+    let mut sim = Sim::new(4, Faults::default());
+    let mut nicks = Vec::new();
+    for nick in [
+        "ann", "ann", "ann", &thirty, &thirty, &longest, &longest, &clefs, &clefs,
+    ] {
+        nicks.push(sim.add_client(nick, "lobby"));
+        sim.join_all(secs(5));
+    }
+    let given: Vec<String> = nicks
+        .iter()
+        .map(|&i| sim.peers[i].client.as_ref().unwrap().nick().to_owned())
+        .collect();
+    assert_eq!(
+        given,
+        [
+            "ann".to_owned(),
+            "ann-2".to_owned(),
+            "ann-3".to_owned(),
+            thirty.clone(),
+            format!("{thirty}-2"),
+            longest.clone(),
+            format!("{}-2", &longest[..30]),
+            clefs.clone(),
+            format!("{}-2", "\u{1D11E}".repeat(7)),
+        ]
+    );
+}
+
+/// PROTOCOL.md "Rejoining": a client resumes where it was only in the same incarnation
+/// of its room (the Join's epoch). A room emptied, freed and made again meanwhile is a new
+/// room: the client starts at its end, told it did not resume, and is sent none of the
+/// new room's earlier messages as if they followed its own.
+#[test]
+fn a_rejoin_into_a_new_incarnation_of_the_room_starts_at_its_end() {
+    let mut sim = Sim::new(21, Faults::default());
+    let ann = sim.add_client("ann", "lobby");
+    let bob = sim.add_client("bob", "lobby");
+    sim.join_all(secs(5));
+    for k in 0..3 {
+        sim.say(ann, format!("old {k}"));
+    }
+    sim.run_for(secs(1));
+    assert_eq!(sim.lines(bob).len(), 3);
+    sim.pause(bob);
+    let now = sim.now;
+    sim.client(ann).leave(now);
+    sim.run_for(secs(40));
+    assert_eq!(sim.relay.room_count(), 0, "bob timed out: the room is gone");
+    let cy = sim.add_client("cy", "lobby");
+    assert!(sim.run_until(secs(5), |sim| sim.state(cy) == ClientState::Joined));
+    for k in 0..5 {
+        sim.say(cy, format!("new {k}"));
+    }
+    sim.run_for(secs(1));
+    sim.resume(bob);
+    sim.run_for(secs(15));
+    assert!(sim.peers[bob].events.iter().any(|e| matches!(
+        e,
+        ClientEvent::Joined {
+            rejoined: true,
+            resumed: false,
+            ..
+        }
+    )));
+    sim.say(cy, "after");
+    sim.run_for(secs(1));
+    assert_eq!(
+        sim.lines(bob),
+        ["ann: old 0", "ann: old 1", "ann: old 2", "cy: after"]
+    );
+}
+
+/// PROTOCOL.md "Presence": changes close together (within an eighth of the presence
+/// interval, 25 ms by default) reach the members in one frame, soon; nobody is told of
+/// its own join.
+#[test]
+fn joins_close_together_are_told_together_soon_and_not_to_the_joiner() {
+    let mut sim = Sim::new(22, Faults::default());
+    let ann = sim.add_client("ann", "lobby");
+    sim.join_all(secs(5));
+    sim.run_for(secs(1));
+    let start = sim.now;
+    let bob = sim.add_client("bob", "lobby");
+    sim.run_for(ms(10));
+    let cy = sim.add_client("cy", "lobby");
+    sim.run_for(secs(2));
+    let presence = |sim: &Sim, who: usize| -> Vec<(Instant, Vec<(PresenceKind, String)>)> {
+        let peer = &sim.peers[who];
+        peer.events
+            .iter()
+            .zip(&peer.times)
+            .filter_map(|(e, &t)| match e {
+                ClientEvent::Presence { changes, .. } => {
+                    Some((t, changes.iter().map(|(k, n)| (k, n.to_owned())).collect()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let told = presence(&sim, ann);
+    assert_eq!(
+        told.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>(),
+        [vec![
+            (PresenceKind::Joined, "bob".to_owned()),
+            (PresenceKind::Joined, "cy".to_owned())
+        ]]
+    );
+    assert!(told[0].0 - start <= ms(60), "{:?}", told[0].0 - start);
+    assert_eq!(
+        presence(&sim, bob)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect::<Vec<_>>(),
+        [vec![(PresenceKind::Joined, "cy".to_owned())]]
+    );
+    assert!(presence(&sim, cy).is_empty());
+}
+
+/// PROTOCOL.md "Departed sessions": a session that said goodbye never comes back, so a
+/// Join in its name, even one made after it left, is dropped at once as a replay; a
+/// server of a cluster does not park it nor ask the cluster to open its room for it.
+#[test]
+fn a_join_from_a_session_that_said_goodbye_is_dropped_before_the_cluster_is_asked() {
+    fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
+        Box::leak(vec![value; n].into_boxed_slice())
+    }
+    let mut sim = Sim::new(23, Faults::default());
+    let datagram = RelayConfig::default().max_datagram;
+    sim.relay = Sim::relay_with(
+        RelayConfig::default(),
+        SMALL,
+        KeyRing::new(key()),
+        23,
+        sim.now,
+    )
+    .with_external_ordering(ClusterStorage {
+        proposals: leak(ProposalSlot::default(), 2),
+        proposal_bytes: leak(0u8, 2 * datagram),
+        remotes: leak(RemoteSlot::default(), 8),
+        remote_rooms: leak(RemoteRoom::default(), SMALL.rooms),
+    })
+    .expect("cluster storage");
+    let join = |sim: &Sim| {
+        token(
+            sim,
+            77,
+            Body::Join {
+                version: wire::VERSION,
+                nick: "ann",
+                room: "lobby",
+                window: 8,
+                resume: None,
+            },
+        )
+    };
+    let now = sim.now;
+    assert_eq!(sim.relay.handle_datagram(now, 5, &mut join(&sim)), Ok(()));
+    assert!(sim.relay.poll_request().is_some(), "asked to open the room");
+    assert!(sim.relay.open_room(now, "lobby", 9, 0, []));
+    assert_eq!(sim.relay.member_count(), 1);
+    let mut leave = token(&sim, 77, Body::Leave);
+    assert_eq!(sim.relay.handle_datagram(now, 5, &mut leave), Ok(()));
+    assert_eq!(sim.relay.member_count(), 0);
+    while sim.relay.poll_request().is_some() {}
+    sim.now = now + secs(2);
+    let now = sim.now;
+    assert_eq!(
+        sim.relay.handle_datagram(now, 5, &mut join(&sim)),
+        Err(Dropped::Duplicate)
+    );
+    assert_eq!(
+        sim.relay.poll_request(),
+        None,
+        "nothing asked of the cluster"
+    );
+    assert_eq!(sim.relay.member_count(), 0);
 }

@@ -191,6 +191,10 @@ impl<'a> GoneTable<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    extern crate std;
+    use std::collections::VecDeque;
+    use std::vec;
 
     fn gone(session: u64) -> Gone {
         Gone::new(session, session * 10, false, 1, Receipts::default())
@@ -219,5 +223,95 @@ mod tests {
         again.left = true;
         table.insert(again);
         assert!(table.find(5).is_some_and(|g| g.left), "replaced");
+    }
+
+    /// Sessions spread over the slots' chains (the O(1) lookup): eight departed sessions
+    /// in eight slots are not all on one chain.
+    #[test]
+    fn sessions_spread_over_the_chains() {
+        let mut slots = [GoneSlot::EMPTY; 8];
+        let mut table = GoneTable::new(&mut slots, (3, 4));
+        for s in 1..=8 {
+            table.insert(gone(s));
+        }
+        let longest = (0..8)
+            .map(|b| {
+                let mut i = table.slots[b].bucket;
+                let mut n = 0;
+                while let Some(g) = table.slots.get(i as usize).and_then(|s| s.gone) {
+                    n += 1;
+                    i = g.next;
+                }
+                n
+            })
+            .max();
+        assert!(longest.is_some_and(|n| (1..=3).contains(&n)), "{longest:?}");
+        for s in 1..=8 {
+            assert_eq!(table.find(s).map(|g| g.at), Some(s * 10));
+        }
+    }
+
+    /// What the table does, in order.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u64, u64),
+        Take(u64),
+    }
+
+    proptest! {
+        /// Against a model (a ring of positions, a taken record leaving a hole until the
+        /// ring passes it): the same sessions remembered, with the same records, the
+        /// newest kept, whatever collides.
+        #[test]
+        fn matches_a_model(
+            cap in 0usize..7,
+            keys in any::<(u64, u64)>(),
+            ops in proptest::collection::vec(
+                prop_oneof![
+                    3 => (0u64..12, any::<u64>()).prop_map(|(s, at)| Op::Insert(s, at)),
+                    1 => (0u64..12).prop_map(Op::Take),
+                ],
+                1..80,
+            ),
+        ) {
+            let mut slots = vec![GoneSlot::EMPTY; cap];
+            let mut table = GoneTable::new(&mut slots, keys);
+            let mut ring: VecDeque<Option<(u64, u64)>> = VecDeque::new();
+            for op in ops {
+                match op {
+                    Op::Insert(session, at) => {
+                        let mut g = gone(session);
+                        g.at = at;
+                        table.insert(g);
+                        if cap > 0 {
+                            for p in ring.iter_mut() {
+                                if p.is_some_and(|(s, _)| s == session) {
+                                    *p = None;
+                                }
+                            }
+                            if ring.len() == cap {
+                                ring.pop_front();
+                            }
+                            ring.push_back(Some((session, at)));
+                        }
+                    }
+                    Op::Take(session) => {
+                        let mut expected = None;
+                        for p in ring.iter_mut() {
+                            if p.is_some_and(|(s, _)| s == session) {
+                                expected = p.take().map(|(_, at)| at);
+                            }
+                        }
+                        prop_assert_eq!(table.take(session).map(|g| (g.session, g.at)),
+                            expected.map(|at| (session, at)));
+                    }
+                }
+                prop_assert_eq!(table.used, ring.len());
+                for s in 0..12 {
+                    let kept = ring.iter().flatten().find(|(k, _)| *k == s).map(|&(_, at)| at);
+                    prop_assert_eq!(table.find(s).map(|g| (g.session, g.at)), kept.map(|at| (s, at)));
+                }
+            }
+        }
     }
 }

@@ -327,10 +327,192 @@ mod tests {
                     model.iter().map(|(_, t)| t.len()).sum::<usize>()
                 );
                 prop_assert_eq!(h.state.next_seq(), n as u64 + 1);
+                // The oldest's ring position stays an index into the entries, however
+                // many messages come and go (never a count that could overflow).
+                prop_assert!(h.state.oldest < 7, "{}", h.state.oldest);
                 for (s, t) in &model {
                     prop_assert_eq!(h.get(*s).map(|(_, b)| b.to_vec()), Some(t.clone()));
                 }
             }
         }
+    }
+
+    fn token(h: &History<'_>, seq: u64) -> Option<Vec<u8>> {
+        h.get(seq).map(|(_, t)| t.to_vec())
+    }
+
+    /// Only a token that can ever fit is taken: no longer than the bytes (nor than a
+    /// `u16`), and only if there is an entry at all.
+    #[test]
+    fn fits_at_most_the_bytes_and_a_u16() {
+        let (mut state, mut entries, mut bytes) = (
+            HistoryState::starting_at(0),
+            [HistoryEntry::EMPTY; 2],
+            vec![0u8; 70_000],
+        );
+        let h = History {
+            state: &mut state,
+            entries: &mut entries,
+            bytes: &mut bytes[..10],
+        };
+        assert!(h.fits(10));
+        assert!(!h.fits(11));
+        let h = History {
+            state: &mut state,
+            entries: &mut entries,
+            bytes: &mut bytes,
+        };
+        assert!(h.fits(usize::from(u16::MAX)));
+        assert!(!h.fits(usize::from(u16::MAX) + 1));
+        let h = History {
+            state: &mut state,
+            entries: &mut [],
+            bytes: &mut bytes,
+        };
+        assert!(!h.fits(1), "no entries");
+    }
+
+    /// A message made again (its token older than half the TTL) replaces the old token in
+    /// place, with its new time; a token of another length, or for a message not kept,
+    /// changes nothing. Who sent it is kept.
+    #[test]
+    fn reseal_replaces_a_token_in_place() {
+        let (mut state, mut entries, mut bytes) = (
+            HistoryState::starting_at(5),
+            [HistoryEntry::EMPTY; 4],
+            [0u8; 16],
+        );
+        let mut h = History {
+            state: &mut state,
+            entries: &mut entries,
+            bytes: &mut bytes,
+        };
+        for fill in 1..=3 {
+            push(&mut h, 4, fill);
+        }
+        h.reseal(6, &[9; 4], 77);
+        let stored = Stored {
+            sealed_at: 77,
+            origin: 2,
+        };
+        assert_eq!(h.get(6), Some((stored, &[9u8; 4][..])));
+        h.reseal(6, &[8; 3], 88);
+        assert_eq!(
+            h.get(6),
+            Some((stored, &[9u8; 4][..])),
+            "not the same length"
+        );
+        h.reseal(4, &[8; 4], 88);
+        assert_eq!(token(&h, 5), Some(vec![1; 4]));
+        assert_eq!(token(&h, 7), Some(vec![3; 4]));
+        assert_eq!(h.get(5).map(|(s, _)| s.sealed_at), Some(0));
+    }
+
+    /// A message whose token could not be written is taken back: the next one gets its
+    /// number and its place, and nothing older goes.
+    #[test]
+    fn evict_newest_gives_back_the_number_and_the_place() {
+        let (mut state, mut entries, mut bytes) = (
+            HistoryState::starting_at(5),
+            [HistoryEntry::EMPTY; 4],
+            [0u8; 12],
+        );
+        let mut h = History {
+            state: &mut state,
+            entries: &mut entries,
+            bytes: &mut bytes,
+        };
+        for fill in 1..=3 {
+            push(&mut h, 4, fill);
+        }
+        h.evict_newest();
+        assert_eq!((h.state.next_seq(), h.state.used()), (7, 8));
+        assert_eq!(h.room_for(4), 1);
+        assert_eq!(push(&mut h, 4, 4), Some(7));
+        assert_eq!(h.state.first_seq(), 5, "nothing evicted");
+        assert_eq!(token(&h, 5), Some(vec![1; 4]));
+        assert_eq!(token(&h, 6), Some(vec![2; 4]));
+        assert_eq!(token(&h, 7), Some(vec![4; 4]));
+        for _ in 0..3 {
+            h.evict_newest();
+        }
+        assert_eq!((h.state.next_seq(), h.state.used()), (5, 0));
+        h.evict_newest();
+        assert_eq!(h.state.next_seq(), 5, "nothing to take back");
+        assert_eq!(push(&mut h, 12, 5), Some(5));
+        assert_eq!(token(&h, 5), Some(vec![5; 12]));
+    }
+
+    /// Messages below the room's floor (every member has them) go; the floor itself
+    /// stays; a floor past the end empties the history and numbering goes on.
+    #[test]
+    fn evict_below_drops_exactly_what_is_below_the_floor() {
+        let (mut state, mut entries, mut bytes) = (
+            HistoryState::starting_at(5),
+            [HistoryEntry::EMPTY; 8],
+            [0u8; 64],
+        );
+        let mut h = History {
+            state: &mut state,
+            entries: &mut entries,
+            bytes: &mut bytes,
+        };
+        for fill in 1..=5 {
+            push(&mut h, 4, fill);
+        }
+        h.evict_below(5);
+        assert_eq!(h.state.first_seq(), 5);
+        h.evict_below(7);
+        assert_eq!((h.state.first_seq(), h.state.used()), (7, 12));
+        assert_eq!(token(&h, 7), Some(vec![3; 4]));
+        h.evict_below(100);
+        assert_eq!((h.state.first_seq(), h.state.next_seq()), (10, 10));
+        assert_eq!(h.state.used(), 0);
+        assert_eq!(push(&mut h, 4, 6), Some(10));
+    }
+
+    /// How many more tokens fit without evicting: whole entries and whole tokens' bytes.
+    #[test]
+    fn room_for_counts_entries_and_bytes() {
+        let (mut state, mut entries, mut bytes) = (
+            HistoryState::starting_at(0),
+            [HistoryEntry::EMPTY; 4],
+            [0u8; 30],
+        );
+        let mut h = History {
+            state: &mut state,
+            entries: &mut entries,
+            bytes: &mut bytes,
+        };
+        assert_eq!(h.room_for(6), 4, "entries bound it");
+        assert_eq!(h.room_for(10), 3, "bytes bound it");
+        push(&mut h, 8, 1);
+        assert_eq!(h.room_for(5), 3);
+        assert_eq!(h.room_for(11), 2);
+        assert_eq!(h.room_for(23), 0);
+    }
+
+    /// A ring whose free bytes are exactly used up (the write point back at the oldest
+    /// token) has none: the next token evicts instead of overwriting the oldest.
+    #[test]
+    fn a_ring_with_its_bytes_used_up_evicts_before_it_writes() {
+        let (mut state, mut entries, mut bytes) = (
+            HistoryState::starting_at(0),
+            [HistoryEntry::EMPTY; 4],
+            [0u8; 10],
+        );
+        let mut h = History {
+            state: &mut state,
+            entries: &mut entries,
+            bytes: &mut bytes,
+        };
+        push(&mut h, 4, 1);
+        push(&mut h, 4, 2);
+        assert_eq!(push(&mut h, 4, 3), Some(2), "at 0, evicting 0");
+        // Kept: 1 at [4, 8), 2 at [0, 4): no free byte between.
+        assert_eq!(push(&mut h, 2, 4), Some(3));
+        assert_eq!(h.state.first_seq(), 2, "1 evicted");
+        assert_eq!(token(&h, 2), Some(vec![3; 4]));
+        assert_eq!(token(&h, 3), Some(vec![4; 2]));
     }
 }
