@@ -4,8 +4,8 @@
 mod sim;
 
 use chat_core::fernet::{Key, KeyRing};
+use chat_core::session::RelayLimits;
 use chat_core::session::{ClientConfig, ClientEvent, ClientState, Dropped, RelayConfig};
-use chat_core::session::{ClusterStorage, ProposalSlot, RelayLimits, RemoteRoom, RemoteSlot};
 use chat_core::time::{Duration, Instant, WallClock};
 use chat_core::wire::{self, Body, NoticeCode, PresenceKind, Repr};
 use sim::*;
@@ -1248,64 +1248,4 @@ fn joins_close_together_are_told_together_soon_and_not_to_the_joiner() {
         [vec![(PresenceKind::Joined, "cy".to_owned())]]
     );
     assert!(presence(&sim, cy).is_empty());
-}
-
-/// PROTOCOL.md "Departed sessions": a session that said goodbye never comes back, so a
-/// Join in its name, even one made after it left, is dropped at once as a replay; a
-/// server of a cluster does not park it nor ask the cluster to open its room for it.
-#[test]
-fn a_join_from_a_session_that_said_goodbye_is_dropped_before_the_cluster_is_asked() {
-    fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
-        Box::leak(vec![value; n].into_boxed_slice())
-    }
-    let mut sim = Sim::new(23, Faults::default());
-    let datagram = RelayConfig::default().max_datagram;
-    sim.relay = Sim::relay_with(
-        RelayConfig::default(),
-        SMALL,
-        KeyRing::new(key()),
-        23,
-        sim.now,
-    )
-    .with_external_ordering(ClusterStorage {
-        proposals: leak(ProposalSlot::default(), 2),
-        proposal_bytes: leak(0u8, 2 * datagram),
-        remotes: leak(RemoteSlot::default(), 8),
-        remote_rooms: leak(RemoteRoom::default(), SMALL.rooms),
-    })
-    .expect("cluster storage");
-    let join = |sim: &Sim| {
-        token(
-            sim,
-            77,
-            Body::Join {
-                version: wire::VERSION,
-                nick: "ann",
-                room: "lobby",
-                window: 8,
-                resume: None,
-            },
-        )
-    };
-    let now = sim.now;
-    assert_eq!(sim.relay.handle_datagram(now, 5, &mut join(&sim)), Ok(()));
-    assert!(sim.relay.poll_request().is_some(), "asked to open the room");
-    assert!(sim.relay.open_room(now, "lobby", 9, 0, []));
-    assert_eq!(sim.relay.member_count(), 1);
-    let mut leave = token(&sim, 77, Body::Leave);
-    assert_eq!(sim.relay.handle_datagram(now, 5, &mut leave), Ok(()));
-    assert_eq!(sim.relay.member_count(), 0);
-    while sim.relay.poll_request().is_some() {}
-    sim.now = now + secs(2);
-    let now = sim.now;
-    assert_eq!(
-        sim.relay.handle_datagram(now, 5, &mut join(&sim)),
-        Err(Dropped::Duplicate)
-    );
-    assert_eq!(
-        sim.relay.poll_request(),
-        None,
-        "nothing asked of the cluster"
-    );
-    assert_eq!(sim.relay.member_count(), 0);
 }
