@@ -165,8 +165,8 @@ impl Delivery {
         self.resent = 0;
     }
 
-    /// Takes an Ack (`next_seq`, `selective`) at `now`; `rto` re-arms the timer if
-    /// messages are still in flight.
+    /// Takes an Ack (`next_seq`, `selective`) at `now`; `rto` restarts the timer if it
+    /// acknowledges new messages and others are still in flight (RFC 6298 §5.3).
     pub fn on_ack(&mut self, now: Instant, next_seq: u64, selective: u64, rto: Duration) -> Acked {
         if next_seq > self.sent_upto {
             return Acked::Invalid;
@@ -229,7 +229,13 @@ impl Delivery {
         }
         let newly =
             u64::from(newly_cumulative.count_ones()) + u64::from(newly_selective.count_ones());
-        self.rto_deadline = (self.in_flight() > 0 || self.lost != 0).then(|| now + rto);
+        if self.in_flight() == 0 && self.lost == 0 {
+            self.rto_deadline = None;
+        } else if newly > 0 || self.rto_deadline.is_none() {
+            // Restarted only when new messages are acknowledged (RFC 6298 §5.3): a
+            // repeated Ack must not put off the retransmission.
+            self.rto_deadline = Some(now + rto);
+        }
         if newly > 0 {
             Acked::New {
                 advanced: shift > 0,
@@ -324,6 +330,21 @@ mod tests {
             sent.push(seq).unwrap();
         }
         sent
+    }
+
+    #[test]
+    fn a_repeated_ack_does_not_put_off_the_retransmission() {
+        let mut d = Delivery::new(0, 4, 64);
+        assert_eq!(send_all(&mut d, 4, at(0)).len(), 4);
+        assert_eq!(d.rto_deadline, Some(at(300)));
+        assert_eq!(d.on_ack(at(100), 1, 0, RTO), Acked::New { advanced: true });
+        assert_eq!(d.rto_deadline, Some(at(400)), "restarted: 0 acknowledged");
+        // The same Ack again, twice: nothing new, the timer stands.
+        assert_eq!(d.on_ack(at(200), 1, 0, RTO), Acked::Same);
+        assert_eq!(d.on_ack(at(350), 1, 0, RTO), Acked::Same);
+        assert_eq!(d.rto_deadline, Some(at(400)));
+        assert_eq!(d.on_ack(at(360), 4, 0, RTO), Acked::New { advanced: true });
+        assert_eq!(d.rto_deadline, None, "nothing in flight");
     }
 
     #[test]
@@ -701,8 +722,14 @@ mod tests {
             if growth > 0 {
                 self.cc.on_ack(growth as u32);
             }
-            self.rto_deadline = (self.in_flight() > 0 || !self.lost.is_empty()).then(|| now + RTO);
-            if newly_cumulative.len() + newly_selective.len() > 0 {
+            let newly = newly_cumulative.len() + newly_selective.len();
+            if self.in_flight() == 0 && self.lost.is_empty() {
+                self.rto_deadline = None;
+            } else if newly > 0 || self.rto_deadline.is_none() {
+                // RFC 6298 §5.3: restarted only by new acknowledgements.
+                self.rto_deadline = Some(now + RTO);
+            }
+            if newly > 0 {
                 Acked::New {
                     advanced: n > old_acked,
                 }
