@@ -638,4 +638,75 @@ mod tests {
         assert!(!relay.members.get(bob).unwrap().waiting);
         assert_eq!(relay.rooms.get(r).unwrap().waiting, (ann, ann));
     }
+
+    /// The members waiting in room `r`'s line, first first.
+    fn line_of(relay: &TestRelay<'_>, r: u32) -> Vec<u32> {
+        let mut line = Vec::new();
+        let mut at = relay.rooms.get(r).unwrap().waiting.0;
+        while at != NIL {
+            line.push(at);
+            at = relay.members.wait_next(at);
+        }
+        line
+    }
+
+    #[test]
+    fn waiting_senders_get_turns_as_the_room_has_room_and_a_laggard_goes_to_the_back() {
+        let mut storage = Storage::new();
+        let mut relay = storage.relay();
+        let r = room(&mut relay, "dev", 0);
+        let t0 = at(1_000);
+        let senders: Vec<u32> = (1..=4)
+            .map(|a| plant(&mut relay, r, a, 0, t0, false))
+            .collect();
+        for &m in &senders {
+            let room = relay.rooms.get_mut(r).unwrap();
+            relay.members.push_wait(&mut room.waiting, m);
+        }
+        // An empty history of 4096 bytes has room for 3 largest lines: 3 turns.
+        let granted = |relay: &TestRelay<'_>| {
+            senders
+                .iter()
+                .map(|&m| relay.members.get(m).unwrap().granted_at)
+                .collect::<Vec<_>>()
+        };
+        relay.admit(t0, r);
+        let t = |ms: u64| Some(at(1_000 + ms));
+        assert_eq!(granted(&relay), [t(0), t(0), t(0), None]);
+        let busy = relay.members.get(senders[0]).unwrap().busy;
+        assert_eq!(
+            busy,
+            Some(Busy {
+                msg_id: 1,
+                retry_after_ms: 0
+            })
+        );
+        assert_eq!(
+            relay.rooms.get(r).unwrap().admit_tick,
+            Some(t0 + ADMIT_EVERY)
+        );
+        // Turns not used stay given for a retransmission timeout (300 ms before an RTT
+        // sample), then are given again, and counted as missed.
+        relay.admit(at(1_299), r);
+        assert_eq!(granted(&relay), [t(0), t(0), t(0), None]);
+        relay.admit(at(1_300), r);
+        assert_eq!(granted(&relay), [t(300), t(300), t(300), None]);
+        let missed = |relay: &TestRelay<'_>| {
+            senders
+                .iter()
+                .map(|&m| relay.members.get(m).unwrap().turns_missed)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(missed(&relay), [1, 1, 1, 0]);
+        assert_eq!(line_of(&relay, r), senders);
+        // A second turn missed: the first such sender goes to the back of the line,
+        // without a turn this time; the last in line gets it.
+        relay.admit(at(1_600), r);
+        assert_eq!(granted(&relay), [None, t(600), t(600), t(600)]);
+        assert_eq!(missed(&relay), [0, 2, 2, 0]);
+        assert_eq!(
+            line_of(&relay, r),
+            [senders[1], senders[2], senders[3], senders[0]]
+        );
+    }
 }
