@@ -311,6 +311,11 @@ mod tests {
         assert_eq!(repr.emit(buf), Ok(len));
         assert_eq!(legacy_line(buf, len), Some(13));
         assert_eq!(&buf[..13], b"ann: hi there");
+        // And with room to spare after it.
+        let mut buf = [0u8; 64];
+        assert_eq!(repr.emit(&mut buf), Ok(len));
+        assert_eq!(legacy_line(&mut buf, len), Some(13));
+        assert_eq!(&buf[..13], b"ann: hi there");
         // Not a Deliver: nothing.
         let mut buf = [0u8; 64];
         let ack = Repr {
