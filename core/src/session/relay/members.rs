@@ -584,6 +584,7 @@ mod tests {
     fn members_spread_over_the_buckets_by_session_and_by_address() {
         let mut slots = [MemberSlot::EMPTY; 64];
         let mut table = Members::new(&mut slots, (7, 9));
+        assert_eq!(table.capacity(), 64);
         for k in 0..64u16 {
             table.insert(member(k, 1000 + u64::from(k))).unwrap();
         }
@@ -707,5 +708,8 @@ mod tests {
         table.push_wait(&mut queue, ids[1]);
         assert_eq!(queue, (ids[0], ids[1]));
         assert_eq!(table.wait_next(ids[2]), ids[1]);
+        // Off the front: the tail stays.
+        assert_eq!(table.pop_wait(&mut queue), Some(ids[0]));
+        assert_eq!(queue, (ids[2], ids[1]));
     }
 }
