@@ -234,3 +234,108 @@ fn replayed_legacy_tokens_are_refused_while_they_are_inside_the_ttl() {
     let late: Vec<String> = heard(&sim, OLD)[answers..].to_vec();
     assert_eq!(late, ["server: received as #0 for 1 member"]);
 }
+
+#[test]
+fn presence_a_legacy_peer_cannot_be_sent_whole_is_cut_and_counted() {
+    // 300-byte datagrams: a bare-text line of at most 159 bytes, of which the changes
+    // may take all but 24 (kept for the counts). The room keeps its last 4 changes.
+    let config = RelayConfig {
+        max_datagram: 300,
+        ..RelayConfig::default()
+    };
+    let limits = RelayLimits {
+        presence: 4,
+        ..SMALL
+    };
+    let mut sim = Sim::with(34, Faults::default(), config, limits);
+    assert_eq!(say_legacy(&mut sim, OLD, "hello", 1), Ok(()));
+    sim.run_for(ms(100));
+    // Ten joins with 31-byte nicknames (40 bytes a change): the first six left the
+    // room's presence before they were sent, and of the last four three fit.
+    for k in 0..10 {
+        sim.add_client(&format!("a-rather-long-nickname-number-{k}"), "lobby");
+    }
+    sim.join_all(secs(5));
+    sim.run_for(secs(1));
+    let first = "* a-rather-long-nickname-number-6 joined, a-rather-long-nickname-number-7 \
+                 joined, a-rather-long-nickname-number-8 joined (7 more changes) (11 members)";
+    assert_eq!(heard(&sim, OLD)[1..], [first]);
+    // Four more, the last of which ends the changes exactly at 159 - 24 = 135 bytes:
+    // all fit, and nothing is left to count.
+    for k in 0..3 {
+        sim.add_client(&format!("b-rather-long-nickname-number-{k}"), "lobby");
+    }
+    sim.add_client("last-1", "lobby");
+    sim.join_all(secs(5));
+    sim.run_for(secs(1));
+    let second = "* b-rather-long-nickname-number-0 joined, b-rather-long-nickname-number-1 \
+                  joined, b-rather-long-nickname-number-2 joined, last-1 joined (15 members)";
+    assert_eq!(second.find(" (15"), Some(135));
+    assert_eq!(heard(&sim, OLD)[1..], [first, second]);
+}
+
+#[test]
+fn a_legacy_peer_in_a_cluster_is_announced_to_the_other_servers() {
+    use chat_core::fernet::KeyRing;
+    use chat_core::session::{
+        ClusterRequest, ClusterStorage, GoneSlot, HistoryEntry, MemberSlot, PresenceEntry,
+        ProposalSlot, Relay, RemoteRoom, RemoteSlot, RoomSlot,
+    };
+    use chat_core::time::{Instant, WallClock};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn leak<T: Clone>(value: T, n: usize) -> &'static mut [T] {
+        Box::leak(vec![value; n].into_boxed_slice())
+    }
+    let datagram = RelayConfig::default().max_datagram;
+    let storage = chat_core::session::RelayStorage {
+        members: leak(MemberSlot::default(), 4),
+        gone: leak(GoneSlot::default(), 4),
+        rooms: leak(RoomSlot::default(), 2),
+        history: leak(HistoryEntry::default(), 2 * 8),
+        history_bytes: leak(0u8, 2 * 4096),
+        presence: leak(PresenceEntry::default(), 2 * 8),
+    };
+    let now = Instant::from_millis(0);
+    let mut relay: Relay<'static, Addr, StdRng, 1> = Relay::new(
+        RelayConfig::default(),
+        KeyRing::new(key()),
+        StdRng::seed_from_u64(1),
+        WallClock::synced(now, UNIX_START_MS),
+        storage,
+    )
+    .expect("storage")
+    .with_external_ordering(ClusterStorage {
+        proposals: leak(ProposalSlot::default(), 4),
+        proposal_bytes: leak(0u8, 4 * datagram),
+        remotes: leak(RemoteSlot::default(), 8),
+        remote_rooms: leak(RemoteRoom::default(), 2),
+    })
+    .expect("cluster storage");
+    let token = |text: &str, n: u8| {
+        let mut out = vec![0u8; 512];
+        let len = key()
+            .encrypt_with_iv(text.as_bytes(), UNIX_START_MS / 1000, [n; 16], &mut out)
+            .expect("room")
+            .len();
+        out.truncate(len);
+        out
+    };
+    // The first line opens the lobby here; the second makes the peer a member, which
+    // the other servers are told (PROTOCOL.md "Legacy senders": legacy-N of the lobby).
+    let _ = relay.handle_datagram(now, OLD, &mut token("opens the lobby", 1));
+    let _: Vec<_> = std::iter::from_fn(|| relay.poll_request()).collect();
+    assert!(relay.open_room(now, "lobby", 5, 0, []));
+    assert_eq!(
+        relay.handle_datagram(now, OLD, &mut token("hello", 2)),
+        Ok(())
+    );
+    let asked: Vec<_> = std::iter::from_fn(|| relay.poll_request()).collect();
+    assert!(
+        asked.iter().any(|r| matches!(r,
+            ClusterRequest::Joined { room, nick, .. }
+                if room.as_str() == "lobby" && nick.as_str() == "legacy-1")),
+        "{asked:?}"
+    );
+}

@@ -277,3 +277,63 @@ fn legacy_line(buf: &mut [u8], len: usize) -> Option<usize> {
     buf.get_mut(nick.len()..prefix)?.copy_from_slice(b": ");
     Some(prefix + text_len)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_cut_at_a_character_boundary_at_or_below_the_limit() {
+        assert_eq!(cut("hello", 9), "hello");
+        assert_eq!(cut("hello", 5), "hello");
+        assert_eq!(cut("hello", 4), "hell");
+        // "é" is two bytes (1..3): a cut inside it goes back before it.
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("héllo", 3), "hé");
+        assert_eq!(cut("€", 2), "");
+        assert_eq!(cut("", 3), "");
+    }
+
+    #[test]
+    fn a_deliver_frame_becomes_nick_colon_text_even_when_it_fills_the_buffer() {
+        let repr = Repr {
+            session: 7,
+            body: Body::Deliver {
+                seq: 3,
+                nick: "ann",
+                text: "hi there",
+            },
+        };
+        // The frame exactly fills the buffer: its text ends at the buffer's end.
+        let mut buf = [0u8; 64];
+        let len = repr.buffer_len();
+        let buf = &mut buf[..len];
+        assert_eq!(repr.emit(buf), Ok(len));
+        assert_eq!(legacy_line(buf, len), Some(13));
+        assert_eq!(&buf[..13], b"ann: hi there");
+        // And with room to spare after it.
+        let mut buf = [0u8; 64];
+        assert_eq!(repr.emit(&mut buf), Ok(len));
+        assert_eq!(legacy_line(&mut buf, len), Some(13));
+        assert_eq!(&buf[..13], b"ann: hi there");
+        // Not a Deliver: nothing.
+        let mut buf = [0u8; 64];
+        let ack = Repr {
+            session: 7,
+            body: Body::Ack {
+                next_seq: 1,
+                selective: 0,
+                presence: 0,
+            },
+        };
+        let len = ack.emit(&mut buf).unwrap();
+        assert_eq!(legacy_line(&mut buf, len), None);
+    }
+
+    #[test]
+    fn plural_is_empty_only_for_one() {
+        assert_eq!(plural(0u32), "s");
+        assert_eq!(plural(1u32), "");
+        assert_eq!(plural(2u64), "s");
+    }
+}

@@ -366,3 +366,347 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         u16::try_from(wait.clamp(RETRY_MIN_MS, RETRY_MAX_MS)).unwrap_or(u16::MAX)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The rules of this file on a relay whose members are planted in its table (no
+    //! clients): each test sets the positions and clocks a rule reads, and checks the
+    //! exact result at the rule's bounds.
+
+    extern crate std;
+
+    use super::super::delivery::Delivery;
+    use super::super::members::Member;
+    use super::super::{
+        GoneSlot, HistoryEntry, MemberSlot, PresenceEntry, RelayConfig, RelayStorage, RoomSlot,
+        rooms,
+    };
+    use super::*;
+    use crate::fernet::{Key, KeyRing};
+    use crate::session::truncated;
+    use crate::time::WallClock;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use std::vec;
+    use std::vec::Vec;
+
+    type TestRelay<'a> = Relay<'a, u32, StdRng, 0>;
+
+    /// Storage for 8 members and 2 rooms of 16 messages.
+    struct Storage {
+        members: Vec<MemberSlot<u32>>,
+        gone: Vec<GoneSlot>,
+        rooms: Vec<RoomSlot>,
+        history: Vec<HistoryEntry>,
+        history_bytes: Vec<u8>,
+        presence: Vec<PresenceEntry>,
+    }
+
+    impl Storage {
+        fn new() -> Self {
+            Self {
+                members: vec![MemberSlot::EMPTY; 8],
+                gone: vec![GoneSlot::EMPTY; 8],
+                rooms: vec![RoomSlot::EMPTY; 2],
+                history: vec![HistoryEntry::EMPTY; 2 * 16],
+                history_bytes: vec![0; 2 * 16 * 256],
+                presence: vec![PresenceEntry::EMPTY; 2 * 16],
+            }
+        }
+
+        fn relay(&mut self) -> TestRelay<'_> {
+            Relay::new(
+                RelayConfig::default(),
+                KeyRing::new(Key::from_bytes(&[5; 32])),
+                StdRng::seed_from_u64(1),
+                WallClock::synced(at(0), 1_700_000_000_000),
+                RelayStorage {
+                    members: &mut self.members,
+                    gone: &mut self.gone,
+                    rooms: &mut self.rooms,
+                    history: &mut self.history,
+                    history_bytes: &mut self.history_bytes,
+                    presence: &mut self.presence,
+                },
+            )
+            .expect("consistent storage")
+        }
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    /// Room `name`, made with its next sequence number `next_seq` if new.
+    fn room(relay: &mut TestRelay<'_>, name: &str, next_seq: u64) -> u32 {
+        match relay.rooms.by_name(name) {
+            Some(r) => r,
+            None => relay.rooms.create(truncated(name), 1, next_seq).unwrap(),
+        }
+    }
+
+    /// A member at address `addr` of room `r` that has acknowledged everything before
+    /// `acked`, and last made progress at `progress_at`.
+    fn plant(
+        relay: &mut TestRelay<'_>,
+        r: u32,
+        addr: u32,
+        acked: u64,
+        progress_at: Instant,
+        legacy: bool,
+    ) -> u32 {
+        let mut delivery = Delivery::new(acked, 1, 16);
+        delivery.progress_at = progress_at;
+        let nick = truncated(if legacy { "legacy" } else { "ann" });
+        let member = Member::new(
+            addr,
+            u64::from(addr),
+            nick,
+            r,
+            legacy,
+            progress_at,
+            delivery,
+        );
+        let m = relay.members.insert(member).unwrap();
+        rooms::link(&mut relay.rooms, &mut relay.members, m);
+        m
+    }
+
+    #[test]
+    fn the_floor_is_the_lowest_position_of_the_members_the_room_waits_for() {
+        let mut storage = Storage::new();
+        let mut relay = storage.relay();
+        let r = room(&mut relay, "dev", 0);
+        plant(&mut relay, r, 1, 7, at(0), false);
+        plant(&mut relay, r, 2, 5, at(0), false);
+        // Neither a legacy member nor a cut one holds the floor.
+        plant(&mut relay, r, 3, 2, at(0), true);
+        let cut = plant(&mut relay, r, 4, 3, at(0), false);
+        relay.members.get_mut(cut).unwrap().cut = true;
+        assert_eq!(relay.scan_floor(r), 5);
+        // No member it waits for: the room's next number.
+        let lobby = room(&mut relay, "lobby", 9);
+        plant(&mut relay, lobby, 5, 2, at(0), true);
+        assert_eq!(relay.scan_floor(lobby), 9);
+    }
+
+    #[test]
+    fn only_members_holding_the_floor_past_the_stall_limit_are_cut() {
+        let mut storage = Storage::new();
+        let mut relay = storage.relay();
+        let limit = relay.config.stall_limit;
+        let r = room(&mut relay, "dev", 0);
+        let t0 = at(1_000);
+        let slow = plant(&mut relay, r, 1, 5, t0, false);
+        let ahead = plant(&mut relay, r, 2, 7, t0, false);
+        let legacy = plant(&mut relay, r, 3, 5, at(0), true);
+        let was_cut = plant(&mut relay, r, 4, 5, at(0), false);
+        relay.members.get_mut(was_cut).unwrap().cut = true;
+        let cut = |relay: &TestRelay<'_>| {
+            [slow, ahead, legacy, was_cut].map(|m| relay.members.get(m).unwrap().cut)
+        };
+        let stall_ends = limit.millis() + 1_000;
+        assert!(!relay.cut_stalled(at(stall_ends - 1), r));
+        assert_eq!(cut(&relay), [false, false, false, true]);
+        assert_eq!(relay.stats.stalled, 0);
+        assert!(relay.cut_stalled(at(stall_ends), r), "at the stall limit");
+        assert_eq!(cut(&relay), [true, false, false, true]);
+        assert_eq!(relay.stats.stalled, 1);
+    }
+
+    #[test]
+    fn a_busy_sender_waits_two_round_trips_of_the_slowest_at_most_until_it_is_cut() {
+        let mut storage = Storage::new();
+        let mut relay = storage.relay();
+        let r = room(&mut relay, "dev", 0);
+        let t0 = at(10_000);
+        // The one the room waits for: at the floor, no RTT sample yet (50 ms assumed).
+        plant(&mut relay, r, 1, 0, t0, false);
+        // Long stalled, but not waited for: legacy, cut, or past the floor.
+        plant(&mut relay, r, 2, 0, at(0), true);
+        let cut = plant(&mut relay, r, 3, 0, at(0), false);
+        relay.members.get_mut(cut).unwrap().cut = true;
+        plant(&mut relay, r, 4, 3, at(0), false);
+        let cut_at = 10_000 + relay.config.stall_limit.millis();
+        assert_eq!(relay.retry_after(t0, r), 100);
+        assert_eq!(relay.retry_after(at(cut_at - 30), r), 30);
+        assert_eq!(
+            relay.retry_after(at(cut_at - 5), r),
+            10,
+            "never under 10 ms"
+        );
+        assert_eq!(relay.retry_after(at(cut_at + 5_000), r), 10);
+    }
+
+    #[test]
+    fn room_is_made_by_dropping_only_what_everyone_has_acknowledged() {
+        let mut storage = Storage::new();
+        let mut relay = storage.relay();
+        let r = room(&mut relay, "dev", 0);
+        let t0 = at(1_000);
+        let ann = plant(&mut relay, r, 1, 0, t0, false);
+        for seq in 0..16 {
+            assert_eq!(relay.append_line(t0, r, 1, "ann", "line"), Ok(seq));
+        }
+        // Full, and ann (not stalled) has acknowledged nothing: the sender waits.
+        assert_eq!(relay.append_line(t0, r, 1, "ann", "line"), Err(100));
+        assert!(!relay.make_room(t0, r, 200));
+        // ann has 0 to 2 now (the room's floor, 0, is found stale): the oldest goes, as
+        // much as the new line needs.
+        let mut delivery = Delivery::new(3, 1, 16);
+        delivery.progress_at = t0;
+        relay.members.get_mut(ann).unwrap().delivery = delivery;
+        assert!(relay.make_room(t0, r, 200));
+        let first = relay.rooms.get(r).map(|room| room.history.first_seq());
+        assert_eq!(first, Some(1));
+        assert_eq!(relay.rooms.get(r).map(|room| room.floor), Some(3));
+        // Full again of what ann lacks (3 to 18), and ann silent since t0: at the stall
+        // limit the room goes on without it.
+        for seq in 16..19 {
+            assert_eq!(relay.append_line(t0, r, 1, "ann", "line"), Ok(seq));
+        }
+        let stalled = at(1_000 + relay.config.stall_limit.millis());
+        assert!(!relay.make_room(at(stalled.millis() - 1), r, 200));
+        assert!(!relay.members.get(ann).unwrap().cut);
+        assert!(relay.make_room(stalled, r, 200));
+        assert!(relay.members.get(ann).unwrap().cut);
+    }
+
+    #[test]
+    fn a_new_line_starts_the_stall_clock_of_the_members_it_finds_caught_up() {
+        let mut storage = Storage::new();
+        let mut relay = storage.relay();
+        let r = room(&mut relay, "dev", 5);
+        let caught_up = plant(&mut relay, r, 1, 5, at(0), false);
+        let behind = plant(&mut relay, r, 2, 3, at(0), false);
+        assert_eq!(relay.append_line(at(700), r, 1, "ann", "hi"), Ok(5));
+        let progress = |m| relay.members.get(m).unwrap().delivery.progress_at;
+        assert_eq!(progress(caught_up), at(700));
+        assert_eq!(progress(behind), at(0), "already behind: its clock runs on");
+    }
+
+    #[test]
+    fn lines_are_taken_up_to_the_limit_and_in_turn_while_others_wait() {
+        let mut storage = Storage::new();
+        let mut relay = storage.relay();
+        let r = room(&mut relay, "dev", 0);
+        let now = at(1_000);
+        let ann = plant(&mut relay, r, 1, 0, now, false);
+        let bob = plant(&mut relay, r, 2, 0, now, false);
+        let limit = relay.line_limit();
+        let longest = "x".repeat(limit);
+        assert_eq!(relay.on_chat(now, 1, ann, 1, &longest), Ok(()));
+        assert_eq!((relay.stats.relayed, relay.stats.refused), (1, 0));
+        let too_long = "x".repeat(limit + 1);
+        assert_eq!(relay.on_chat(now, 1, ann, 2, &too_long), Ok(()));
+        assert_eq!((relay.stats.relayed, relay.stats.refused), (1, 1));
+        assert_eq!(
+            relay.on_chat(now, 1, ann, 2, "again"),
+            Err(Dropped::Duplicate)
+        );
+        assert_eq!(
+            relay.on_chat(now, 1, ann, 4, "ahead"),
+            Err(Dropped::Unexpected)
+        );
+        // bob waits for the room (not his turn yet): ann's next line waits behind him.
+        {
+            let room = relay.rooms.get_mut(r).unwrap();
+            relay.members.push_wait(&mut room.waiting, bob);
+        }
+        assert_eq!(relay.on_chat(now, 1, ann, 3, "behind bob"), Ok(()));
+        assert_eq!((relay.stats.relayed, relay.stats.busy), (1, 1));
+        let admit_tick = relay.rooms.get(r).unwrap().admit_tick;
+        assert_eq!(
+            admit_tick,
+            Some(now + ADMIT_EVERY),
+            "the room looks again soon"
+        );
+        let busy = relay.members.get(ann).unwrap().busy;
+        assert_eq!(
+            busy,
+            Some(Busy {
+                msg_id: 3,
+                retry_after_ms: 1000
+            })
+        );
+        // bob's line before his turn: Busy again; on his turn, taken, and he leaves the line.
+        assert_eq!(relay.on_chat(now, 2, bob, 1, "early"), Ok(()));
+        assert_eq!((relay.stats.relayed, relay.stats.busy), (1, 2));
+        relay.members.get_mut(bob).unwrap().granted_at = Some(now);
+        assert_eq!(relay.on_chat(now, 2, bob, 1, "my turn"), Ok(()));
+        assert_eq!((relay.stats.relayed, relay.stats.busy), (2, 2));
+        assert!(!relay.members.get(bob).unwrap().waiting);
+        assert_eq!(relay.rooms.get(r).unwrap().waiting, (ann, ann));
+    }
+
+    /// The members waiting in room `r`'s line, first first.
+    fn line_of(relay: &TestRelay<'_>, r: u32) -> Vec<u32> {
+        let mut line = Vec::new();
+        let mut at = relay.rooms.get(r).unwrap().waiting.0;
+        while at != NIL {
+            line.push(at);
+            at = relay.members.wait_next(at);
+        }
+        line
+    }
+
+    #[test]
+    fn waiting_senders_get_turns_as_the_room_has_room_and_a_laggard_goes_to_the_back() {
+        let mut storage = Storage::new();
+        let mut relay = storage.relay();
+        let r = room(&mut relay, "dev", 0);
+        let t0 = at(1_000);
+        let senders: Vec<u32> = (1..=4)
+            .map(|a| plant(&mut relay, r, a, 0, t0, false))
+            .collect();
+        for &m in &senders {
+            let room = relay.rooms.get_mut(r).unwrap();
+            relay.members.push_wait(&mut room.waiting, m);
+        }
+        // An empty history of 4096 bytes has room for 3 largest lines: 3 turns.
+        let granted = |relay: &TestRelay<'_>| {
+            senders
+                .iter()
+                .map(|&m| relay.members.get(m).unwrap().granted_at)
+                .collect::<Vec<_>>()
+        };
+        relay.admit(t0, r);
+        let t = |ms: u64| Some(at(1_000 + ms));
+        assert_eq!(granted(&relay), [t(0), t(0), t(0), None]);
+        let busy = relay.members.get(senders[0]).unwrap().busy;
+        assert_eq!(
+            busy,
+            Some(Busy {
+                msg_id: 1,
+                retry_after_ms: 0
+            })
+        );
+        assert_eq!(
+            relay.rooms.get(r).unwrap().admit_tick,
+            Some(t0 + ADMIT_EVERY)
+        );
+        // Turns not used stay given for a retransmission timeout (300 ms before an RTT
+        // sample), then are given again, and counted as missed.
+        relay.admit(at(1_299), r);
+        assert_eq!(granted(&relay), [t(0), t(0), t(0), None]);
+        relay.admit(at(1_300), r);
+        assert_eq!(granted(&relay), [t(300), t(300), t(300), None]);
+        let missed = |relay: &TestRelay<'_>| {
+            senders
+                .iter()
+                .map(|&m| relay.members.get(m).unwrap().turns_missed)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(missed(&relay), [1, 1, 1, 0]);
+        assert_eq!(line_of(&relay, r), senders);
+        // A second turn missed: the first such sender goes to the back of the line,
+        // without a turn this time; the last in line gets it.
+        relay.admit(at(1_600), r);
+        assert_eq!(granted(&relay), [None, t(600), t(600), t(600)]);
+        assert_eq!(missed(&relay), [0, 2, 2, 0]);
+        assert_eq!(
+            line_of(&relay, r),
+            [senders[1], senders[2], senders[3], senders[0]]
+        );
+    }
+}

@@ -558,4 +558,158 @@ mod tests {
         table.push_ready(2);
         assert_eq!(table.pop_ready(), None, "empty slots are not queued");
     }
+
+    /// Longest chain of bucket heads `head` followed by `next` (module docs: O(1) lookups
+    /// by session and by address).
+    fn longest_chain(
+        table: &Members<'_, u16>,
+        head: impl Fn(&MemberSlot<u16>) -> u32,
+        next: impl Fn(&Member<u16>) -> u32,
+    ) -> usize {
+        (0..table.slots.len())
+            .map(|b| {
+                let mut i = head(&table.slots[b]);
+                let mut len = 0;
+                while let Some(m) = table.get(i) {
+                    len += 1;
+                    i = next(m);
+                }
+                len
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn members_spread_over_the_buckets_by_session_and_by_address() {
+        let mut slots = [MemberSlot::EMPTY; 64];
+        let mut table = Members::new(&mut slots, (7, 9));
+        assert_eq!(table.capacity(), 64);
+        for k in 0..64u16 {
+            table.insert(member(k, 1000 + u64::from(k))).unwrap();
+        }
+        for k in 0..64u16 {
+            assert_eq!(table.by_session(1000 + u64::from(k)), Some(u32::from(k)));
+            assert_eq!(table.by_addr(&k, false), Some(u32::from(k)));
+        }
+        // 64 members hashed into 64 buckets: the longest chain of a uniform hash is
+        // about 4 long; one bucket for all would be 64.
+        let by_session = longest_chain(&table, |s| s.by_session, |m| m.next_session);
+        let by_addr = longest_chain(&table, |s| s.by_addr, |m| m.next_addr);
+        assert!((1..=8).contains(&by_session), "{by_session}");
+        assert!((1..=8).contains(&by_addr), "{by_addr}");
+    }
+
+    #[test]
+    fn a_table_of_one_slot_holds_one_member() {
+        let mut slots = [MemberSlot::EMPTY; 1];
+        let mut table = Members::new(&mut slots, (1, 2));
+        assert_eq!(table.capacity(), 1);
+        assert_eq!(table.insert(member(10, 100)), Some(0));
+        assert_eq!(table.by_session(100), Some(0));
+        assert_eq!(table.by_addr(&10, false), Some(0));
+        assert_eq!(table.insert(member(11, 101)), None, "full");
+        assert!(table.remove(0).is_some());
+        assert_eq!(table.insert(member(11, 101)), Some(0));
+        assert_eq!(table.by_session(101), Some(0));
+        assert_eq!(table.by_addr(&11, false), Some(0));
+    }
+
+    /// `n` values from `candidates` that `hash` puts in one bucket.
+    fn colliding<T: Copy>(
+        candidates: impl Iterator<Item = T>,
+        hash: impl Fn(T) -> usize,
+        n: usize,
+    ) -> heapless::Vec<T, 4> {
+        let mut by_bucket: [heapless::Vec<T, 4>; 4] = Default::default();
+        for c in candidates {
+            let bucket = &mut by_bucket[hash(c)];
+            let _ = bucket.push(c);
+            if bucket.len() == n {
+                return bucket.clone();
+            }
+        }
+        panic!("no {n} collide");
+    }
+
+    #[test]
+    fn removal_keeps_the_rest_of_a_bucket_chain() {
+        let mut slots = [MemberSlot::EMPTY; 4];
+        let mut table = Members::new(&mut slots, (5, 6));
+        let sessions = colliding(100..1000u64, |s| table.hash_session(s), 4);
+        let addrs = colliding(100..1000u16, |a| table.hash_addr(&a), 4);
+        let ids: heapless::Vec<u32, 4> = (0..3)
+            .map(|k| table.insert(member(addrs[k], sessions[k])).unwrap())
+            .collect();
+        let find = |table: &Members<'_, u16>, k: usize| {
+            (
+                table.by_session(sessions[k]),
+                table.by_addr(&addrs[k], false),
+            )
+        };
+        // One chain each way, newest first: 2, 1, 0. Out of the middle, then the head.
+        assert!(table.remove(ids[1]).is_some());
+        assert_eq!(find(&table, 0), (Some(ids[0]), Some(ids[0])));
+        assert_eq!(
+            find(&table, 1),
+            (None, None),
+            "gone, though its bucket is not empty"
+        );
+        assert_eq!(find(&table, 2), (Some(ids[2]), Some(ids[2])));
+        assert!(table.remove(ids[2]).is_some());
+        assert_eq!(find(&table, 0), (Some(ids[0]), Some(ids[0])));
+        assert_eq!(find(&table, 2), (None, None));
+        // A member in a freed slot, in the same buckets; then the tail goes.
+        let d = table.insert(member(addrs[3], sessions[3])).unwrap();
+        assert!(table.remove(ids[0]).is_some());
+        assert_eq!(find(&table, 0), (None, None));
+        assert_eq!(find(&table, 3), (Some(d), Some(d)));
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn a_session_finds_only_its_framed_member() {
+        let mut slots = [MemberSlot::EMPTY; 4];
+        let mut table = Members::new(&mut slots, (5, 6));
+        let sessions = colliding(100..1000u64, |s| table.hash_session(s), 2);
+        let mut legacy = member(1, sessions[0]);
+        legacy.legacy = true;
+        let legacy = table.insert(legacy).unwrap();
+        let framed = table.insert(member(2, sessions[1])).unwrap();
+        assert_eq!(
+            table.by_session(sessions[0]),
+            None,
+            "a legacy member has no session"
+        );
+        assert_eq!(table.by_session(sessions[1]), Some(framed));
+        assert_eq!(table.by_addr(&1, true), Some(legacy));
+        assert!(table.remove(framed).is_some());
+        assert_eq!(table.by_session(sessions[1]), None);
+    }
+
+    #[test]
+    fn a_wait_queue_keeps_its_tail_when_one_leaves_the_middle() {
+        let mut slots = [MemberSlot::EMPTY; 3];
+        let mut table = Members::new(&mut slots, (0, 0));
+        let ids: heapless::Vec<u32, 3> = (0..3)
+            .map(|k| table.insert(member(k, u64::from(k))).unwrap())
+            .collect();
+        let mut queue = (NIL, NIL);
+        for &i in &ids {
+            table.push_wait(&mut queue, i);
+        }
+        assert_eq!(table.wait_next(ids[0]), ids[1]);
+        table.unlink_wait(&mut queue, ids[1]);
+        assert_eq!(queue, (ids[0], ids[2]));
+        assert!(!table.get(ids[1]).unwrap().waiting);
+        assert_eq!(table.wait_next(ids[0]), ids[2]);
+        assert_eq!(table.wait_next(ids[2]), NIL, "the last has none after it");
+        assert_eq!(table.wait_next(ids[1]), NIL, "unlinked");
+        table.push_wait(&mut queue, ids[1]);
+        assert_eq!(queue, (ids[0], ids[1]));
+        assert_eq!(table.wait_next(ids[2]), ids[1]);
+        // Off the front: the tail stays.
+        assert_eq!(table.pop_wait(&mut queue), Some(ids[0]));
+        assert_eq!(queue, (ids[2], ids[1]));
+    }
 }
