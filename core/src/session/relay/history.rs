@@ -269,6 +269,31 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
+    /// A history's storage, owned: `E` entries, `B` bytes.
+    struct Ring<const E: usize, const B: usize> {
+        state: HistoryState,
+        entries: [HistoryEntry; E],
+        bytes: [u8; B],
+    }
+
+    impl<const E: usize, const B: usize> Ring<E, B> {
+        fn starting_at(seq: u64) -> Self {
+            Self {
+                state: HistoryState::starting_at(seq),
+                entries: [HistoryEntry::EMPTY; E],
+                bytes: [0; B],
+            }
+        }
+
+        fn history(&mut self) -> History<'_> {
+            History {
+                state: &mut self.state,
+                entries: &mut self.entries,
+                bytes: &mut self.bytes,
+            }
+        }
+    }
+
     fn push(h: &mut History<'_>, len: usize, fill: u8) -> Option<u64> {
         if !h.make_room(len, |_| true) {
             return None;
@@ -280,16 +305,8 @@ mod tests {
 
     #[test]
     fn wraps_and_evicts_the_oldest() {
-        let (mut state, mut entries, mut bytes) = (
-            HistoryState::starting_at(5),
-            [HistoryEntry::EMPTY; 4],
-            [0u8; 10],
-        );
-        let mut h = History {
-            state: &mut state,
-            entries: &mut entries,
-            bytes: &mut bytes,
-        };
+        let mut ring = Ring::<4, 10>::starting_at(5);
+        let mut h = ring.history();
         assert_eq!(push(&mut h, 4, 1), Some(5));
         assert_eq!(push(&mut h, 4, 2), Some(6));
         assert_eq!(push(&mut h, 4, 3), Some(7), "wraps, evicting 5");
@@ -308,9 +325,8 @@ mod tests {
         /// and the bounds hold.
         #[test]
         fn matches_a_model(lens in proptest::collection::vec(1usize..40, 1..200)) {
-            let (mut state, mut entries, mut bytes) =
-                (HistoryState::starting_at(0), [HistoryEntry::EMPTY; 7], [0u8; 100]);
-            let mut h = History { state: &mut state, entries: &mut entries, bytes: &mut bytes };
+            let mut ring = Ring::<7, 100>::starting_at(0);
+            let mut h = ring.history();
             let mut model: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
             for (n, len) in lens.into_iter().enumerate() {
                 let fill = (n % 251) as u8;
@@ -377,16 +393,8 @@ mod tests {
     /// changes nothing. Who sent it is kept.
     #[test]
     fn reseal_replaces_a_token_in_place() {
-        let (mut state, mut entries, mut bytes) = (
-            HistoryState::starting_at(5),
-            [HistoryEntry::EMPTY; 4],
-            [0u8; 16],
-        );
-        let mut h = History {
-            state: &mut state,
-            entries: &mut entries,
-            bytes: &mut bytes,
-        };
+        let mut ring = Ring::<4, 16>::starting_at(5);
+        let mut h = ring.history();
         for fill in 1..=3 {
             push(&mut h, 4, fill);
         }
@@ -412,16 +420,8 @@ mod tests {
     /// number and its place, and nothing older goes.
     #[test]
     fn evict_newest_gives_back_the_number_and_the_place() {
-        let (mut state, mut entries, mut bytes) = (
-            HistoryState::starting_at(5),
-            [HistoryEntry::EMPTY; 4],
-            [0u8; 12],
-        );
-        let mut h = History {
-            state: &mut state,
-            entries: &mut entries,
-            bytes: &mut bytes,
-        };
+        let mut ring = Ring::<4, 12>::starting_at(5);
+        let mut h = ring.history();
         for fill in 1..=3 {
             push(&mut h, 4, fill);
         }
@@ -447,16 +447,8 @@ mod tests {
     /// stays; a floor past the end empties the history and numbering goes on.
     #[test]
     fn evict_below_drops_exactly_what_is_below_the_floor() {
-        let (mut state, mut entries, mut bytes) = (
-            HistoryState::starting_at(5),
-            [HistoryEntry::EMPTY; 8],
-            [0u8; 64],
-        );
-        let mut h = History {
-            state: &mut state,
-            entries: &mut entries,
-            bytes: &mut bytes,
-        };
+        let mut ring = Ring::<8, 64>::starting_at(5);
+        let mut h = ring.history();
         for fill in 1..=5 {
             push(&mut h, 4, fill);
         }
@@ -474,16 +466,8 @@ mod tests {
     /// How many more tokens fit without evicting: whole entries and whole tokens' bytes.
     #[test]
     fn room_for_counts_entries_and_bytes() {
-        let (mut state, mut entries, mut bytes) = (
-            HistoryState::starting_at(0),
-            [HistoryEntry::EMPTY; 4],
-            [0u8; 30],
-        );
-        let mut h = History {
-            state: &mut state,
-            entries: &mut entries,
-            bytes: &mut bytes,
-        };
+        let mut ring = Ring::<4, 30>::starting_at(0);
+        let mut h = ring.history();
         assert_eq!(h.room_for(6), 4, "entries bound it");
         assert_eq!(h.room_for(10), 3, "bytes bound it");
         push(&mut h, 8, 1);
@@ -496,16 +480,8 @@ mod tests {
     /// token) has none: the next token evicts instead of overwriting the oldest.
     #[test]
     fn a_ring_with_its_bytes_used_up_evicts_before_it_writes() {
-        let (mut state, mut entries, mut bytes) = (
-            HistoryState::starting_at(0),
-            [HistoryEntry::EMPTY; 4],
-            [0u8; 10],
-        );
-        let mut h = History {
-            state: &mut state,
-            entries: &mut entries,
-            bytes: &mut bytes,
-        };
+        let mut ring = Ring::<4, 10>::starting_at(0);
+        let mut h = ring.history();
         push(&mut h, 4, 1);
         push(&mut h, 4, 2);
         assert_eq!(push(&mut h, 4, 3), Some(2), "at 0, evicting 0");

@@ -377,61 +377,14 @@ mod tests {
 
     use super::super::delivery::Delivery;
     use super::super::members::Member;
-    use super::super::{
-        GoneSlot, HistoryEntry, MemberSlot, PresenceEntry, RelayConfig, RelayStorage, RoomSlot,
-        rooms,
-    };
+    use super::super::rooms;
+    use super::super::tests::Storage;
     use super::*;
-    use crate::fernet::{Key, KeyRing};
     use crate::session::truncated;
-    use crate::time::WallClock;
-    use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use std::vec;
     use std::vec::Vec;
 
     type TestRelay<'a> = Relay<'a, u32, StdRng, 0>;
-
-    /// Storage for 8 members and 2 rooms of 16 messages.
-    struct Storage {
-        members: Vec<MemberSlot<u32>>,
-        gone: Vec<GoneSlot>,
-        rooms: Vec<RoomSlot>,
-        history: Vec<HistoryEntry>,
-        history_bytes: Vec<u8>,
-        presence: Vec<PresenceEntry>,
-    }
-
-    impl Storage {
-        fn new() -> Self {
-            Self {
-                members: vec![MemberSlot::EMPTY; 8],
-                gone: vec![GoneSlot::EMPTY; 8],
-                rooms: vec![RoomSlot::EMPTY; 2],
-                history: vec![HistoryEntry::EMPTY; 2 * 16],
-                history_bytes: vec![0; 2 * 16 * 256],
-                presence: vec![PresenceEntry::EMPTY; 2 * 16],
-            }
-        }
-
-        fn relay(&mut self) -> TestRelay<'_> {
-            Relay::new(
-                RelayConfig::default(),
-                KeyRing::new(Key::from_bytes(&[5; 32])),
-                StdRng::seed_from_u64(1),
-                WallClock::synced(at(0), 1_700_000_000_000),
-                RelayStorage {
-                    members: &mut self.members,
-                    gone: &mut self.gone,
-                    rooms: &mut self.rooms,
-                    history: &mut self.history,
-                    history_bytes: &mut self.history_bytes,
-                    presence: &mut self.presence,
-                },
-            )
-            .expect("consistent storage")
-        }
-    }
 
     fn at(ms: u64) -> Instant {
         Instant::from_millis(ms)
@@ -475,7 +428,7 @@ mod tests {
     #[test]
     fn the_floor_is_the_lowest_position_of_the_members_the_room_waits_for() {
         let mut storage = Storage::new();
-        let mut relay = storage.relay();
+        let mut relay = storage.relay(at(0));
         let r = room(&mut relay, "dev", 0);
         plant(&mut relay, r, 1, 7, at(0), false);
         plant(&mut relay, r, 2, 5, at(0), false);
@@ -493,7 +446,7 @@ mod tests {
     #[test]
     fn only_members_holding_the_floor_past_the_stall_limit_are_cut() {
         let mut storage = Storage::new();
-        let mut relay = storage.relay();
+        let mut relay = storage.relay(at(0));
         let limit = relay.config.stall_limit;
         let r = room(&mut relay, "dev", 0);
         let t0 = at(1_000);
@@ -517,7 +470,7 @@ mod tests {
     #[test]
     fn a_busy_sender_waits_two_round_trips_of_the_slowest_at_most_until_it_is_cut() {
         let mut storage = Storage::new();
-        let mut relay = storage.relay();
+        let mut relay = storage.relay(at(0));
         let r = room(&mut relay, "dev", 0);
         let t0 = at(10_000);
         // The one the room waits for: at the floor, no RTT sample yet (50 ms assumed).
@@ -541,7 +494,7 @@ mod tests {
     #[test]
     fn room_is_made_by_dropping_only_what_everyone_has_acknowledged() {
         let mut storage = Storage::new();
-        let mut relay = storage.relay();
+        let mut relay = storage.relay(at(0));
         let r = room(&mut relay, "dev", 0);
         let t0 = at(1_000);
         let ann = plant(&mut relay, r, 1, 0, t0, false);
@@ -575,7 +528,7 @@ mod tests {
     #[test]
     fn a_new_line_starts_the_stall_clock_of_the_members_it_finds_caught_up() {
         let mut storage = Storage::new();
-        let mut relay = storage.relay();
+        let mut relay = storage.relay(at(0));
         let r = room(&mut relay, "dev", 5);
         let caught_up = plant(&mut relay, r, 1, 5, at(0), false);
         let behind = plant(&mut relay, r, 2, 3, at(0), false);
@@ -588,7 +541,7 @@ mod tests {
     #[test]
     fn lines_are_taken_up_to_the_limit_and_in_turn_while_others_wait() {
         let mut storage = Storage::new();
-        let mut relay = storage.relay();
+        let mut relay = storage.relay(at(0));
         let r = room(&mut relay, "dev", 0);
         let now = at(1_000);
         let ann = plant(&mut relay, r, 1, 0, now, false);
@@ -653,7 +606,7 @@ mod tests {
     #[test]
     fn waiting_senders_get_turns_as_the_room_has_room_and_a_laggard_goes_to_the_back() {
         let mut storage = Storage::new();
-        let mut relay = storage.relay();
+        let mut relay = storage.relay(at(0));
         let r = room(&mut relay, "dev", 0);
         let t0 = at(1_000);
         let senders: Vec<u32> = (1..=4)

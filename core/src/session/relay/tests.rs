@@ -25,8 +25,9 @@ fn key() -> Key {
     Key::from_bytes(&[5; 32])
 }
 
-/// Storage for a small relay: 8 members, 2 rooms of 16 messages.
-struct Storage {
+/// Storage for a small relay: 8 members, 2 rooms of 16 messages (the modules' own
+/// tests use it too).
+pub(super) struct Storage {
     members: Vec<MemberSlot<u32>>,
     gone: Vec<GoneSlot>,
     rooms: Vec<RoomSlot>,
@@ -36,7 +37,7 @@ struct Storage {
 }
 
 impl Storage {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             members: vec![MemberSlot::EMPTY; 8],
             gone: vec![GoneSlot::EMPTY; 8],
@@ -47,7 +48,7 @@ impl Storage {
         }
     }
 
-    fn relay(&mut self, now: Instant) -> Relay<'_, u32, StdRng, 0> {
+    pub(super) fn relay(&mut self, now: Instant) -> Relay<'_, u32, StdRng, 0> {
         Relay::new(
             RelayConfig::default(),
             KeyRing::new(key()),
