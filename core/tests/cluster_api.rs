@@ -258,16 +258,21 @@ fn a_join_repeated_while_its_room_opens_asks_the_driver_once_per_patience() {
     );
 }
 
-/// A bare-text token, as the original Python chat sends it; `n` makes it unique.
-fn legacy_token(text: &str, now: Instant, n: u8) -> Vec<u8> {
-    let mut out = vec![0u8; 512];
+/// `plain` sealed at `now` under the key, with every IV byte `iv`.
+fn seal(plain: &[u8], now: Instant, iv: u8) -> Vec<u8> {
+    let mut out = vec![0u8; 1024];
     let unix = (UNIX_MS + now.millis()) / 1000;
     let len = key()
-        .encrypt_with_iv(text.as_bytes(), unix, [n; 16], &mut out)
+        .encrypt_with_iv(plain, unix, [iv; 16], &mut out)
         .expect("room")
         .len();
     out.truncate(len);
     out
+}
+
+/// A bare-text token, as the original Python chat sends it; `n` makes it unique.
+fn legacy_token(text: &str, now: Instant, n: u8) -> Vec<u8> {
+    seal(text.as_bytes(), now, n)
 }
 
 #[test]
@@ -323,14 +328,7 @@ fn record_token(origin: u64, msg_id: u32, text: &str, now: Instant) -> Vec<u8> {
     };
     let mut plain = [0u8; 256];
     let len = record.emit(&mut plain).expect("room");
-    let mut out = vec![0u8; 1024];
-    let unix = (UNIX_MS + now.millis()) / 1000;
-    let token_len = key()
-        .encrypt_with_iv(&plain[..len], unix, [msg_id as u8; 16], &mut out)
-        .expect("room")
-        .len();
-    out.truncate(token_len);
-    out
+    seal(&plain[..len], now, msg_id as u8)
 }
 
 #[test]
@@ -521,14 +519,7 @@ fn join_token(session: u64, room: &str, resume: Option<Resume>, now: Instant) ->
         resume,
     };
     let len = Repr { session, body }.emit(&mut frame).expect("room");
-    let mut out = vec![0u8; 512];
-    let unix = (UNIX_MS + now.millis()) / 1000;
-    let len = key()
-        .encrypt_with_iv(&frame[..len], unix, [session as u8; 16], &mut out)
-        .expect("room")
-        .len();
-    out.truncate(len);
-    out
+    seal(&frame[..len], now, session as u8)
 }
 
 /// Session `session`'s Join to `room` from address `from` at `now` (`resume`: where it was).
