@@ -217,6 +217,17 @@ fn requests(relay: &mut TestRelay) -> Vec<ClusterRequest> {
     std::iter::from_fn(|| relay.poll_request()).collect()
 }
 
+/// A client welcomed into "dev", opened at epoch 9 with `next_seq` next, at `now`; the
+/// relay's requests so far taken.
+fn joined_to_dev(now: Instant, next_seq: u64) -> (TestRelay, TestClient) {
+    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
+    client_to_relay(&mut relay, &mut client, now);
+    requests(&mut relay);
+    assert!(relay.open_room(now, "dev", 9, next_seq, []));
+    exchange(&mut relay, &mut client, now);
+    (relay, client)
+}
+
 #[test]
 fn a_join_repeated_while_its_room_opens_asks_the_driver_once_per_patience() {
     let mut now = Instant::from_millis(0);
@@ -335,11 +346,7 @@ fn record_token(origin: u64, msg_id: u32, text: &str, now: Instant) -> Vec<u8> {
 fn a_line_fed_beyond_the_rooms_next_number_is_appended_after_a_gap() {
     use chat_core::session::Ordered;
     let now = Instant::from_millis(0);
-    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
-    client_to_relay(&mut relay, &mut client, now);
-    requests(&mut relay);
-    assert!(relay.open_room(now, "dev", 9, 3, []));
-    exchange(&mut relay, &mut client, now);
+    let (mut relay, mut client) = joined_to_dev(now, 3);
     let seal = |origin, msg_id, text| record_token(origin, msg_id, text, now);
     // The room starts at 3: line 3 is next; 3 again is a duplicate; 7 comes after a gap
     // of 4 to 6 (the stream's retention removed them).
@@ -486,11 +493,7 @@ fn a_room_that_cannot_open_drops_its_joins_and_is_asked_for_again_at_once() {
 #[test]
 fn the_last_member_leaving_closes_the_room_for_the_driver() {
     let now = Instant::from_millis(0);
-    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
-    client_to_relay(&mut relay, &mut client, now);
-    requests(&mut relay);
-    assert!(relay.open_room(now, "dev", 9, 0, []));
-    exchange(&mut relay, &mut client, now);
+    let (mut relay, mut client) = joined_to_dev(now, 0);
     assert!(
         requests(&mut relay)
             .iter()
@@ -752,11 +755,7 @@ fn a_rejoining_session_is_looked_up_once_per_patience() {
 #[test]
 fn a_line_ordered_after_its_sender_left_is_answered_when_the_sender_returns() {
     let now = ms(0);
-    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
-    client_to_relay(&mut relay, &mut client, now);
-    requests(&mut relay);
-    assert!(relay.open_room(now, "dev", 9, 0, []));
-    exchange(&mut relay, &mut client, now);
+    let (mut relay, mut client) = joined_to_dev(now, 0);
     client.send("one").expect("room in the outbox");
     let mut buf = [0u8; 1500];
     let len = client.poll_transmit(now, &mut buf).expect("the line");
@@ -800,11 +799,7 @@ fn a_line_ordered_after_its_sender_left_is_answered_when_the_sender_returns() {
 #[test]
 fn a_session_that_said_goodbye_cannot_join_again_nor_make_the_driver_open_a_room() {
     let now = ms(0);
-    let (mut relay, mut client) = cluster_relay_and_client("dev", now);
-    client_to_relay(&mut relay, &mut client, now);
-    requests(&mut relay);
-    assert!(relay.open_room(now, "dev", 9, 0, []));
-    exchange(&mut relay, &mut client, now);
+    let (mut relay, mut client) = joined_to_dev(now, 0);
     client.leave(now);
     exchange(&mut relay, &mut client, now);
     assert_eq!(relay.room_position("dev"), None, "closed: nobody left here");
