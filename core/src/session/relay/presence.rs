@@ -149,4 +149,51 @@ mod tests {
         let (from, changes) = log.since(4);
         assert_eq!((from, changes.count()), (4, 0));
     }
+
+    /// A room given no presence storage still numbers its changes (so members' positions
+    /// move on) and sends none.
+    #[test]
+    fn no_storage_numbers_changes_and_keeps_none() {
+        let mut state = PresenceState::default();
+        let mut log = PresenceLog {
+            state: &mut state,
+            entries: &mut [],
+        };
+        assert_eq!(log.push(PresenceKind::Joined, "ann"), 0);
+        assert_eq!(log.push(PresenceKind::Left, "ann"), 1);
+        assert_eq!((log.state.first(), log.state.next()), (2, 2));
+        let (from, changes) = log.since(0);
+        assert_eq!((from, changes.count()), (2, 0));
+    }
+
+    /// The log against a plain model (every change in a list, the newest `cap` kept), for
+    /// every capacity up to 5 and every reader position, over several turns of the ring.
+    #[test]
+    fn matches_a_list_of_every_change() {
+        let kinds = [PresenceKind::Joined, PresenceKind::Left, PresenceKind::TimedOut];
+        for cap in 1..=5 {
+            let mut state = PresenceState::default();
+            let mut entries = std::vec![PresenceEntry::EMPTY; cap];
+            let mut log = PresenceLog {
+                state: &mut state,
+                entries: &mut entries,
+            };
+            let mut all = Vec::new();
+            for n in 0..13u32 {
+                let nick = std::format!("m{n}");
+                let kind = kinds[n as usize % kinds.len()];
+                assert_eq!(log.push(kind, &nick), n);
+                all.push((kind, nick));
+                let first = all.len().saturating_sub(cap) as u32;
+                assert_eq!((log.state.first(), log.state.next()), (first, n + 1));
+                for from in 0..=n + 2 {
+                    let (start, changes) = log.since(from);
+                    let start_model = from.clamp(first, n + 1);
+                    assert_eq!(start, start_model, "cap {cap}, after {n}, from {from}");
+                    let got: Vec<_> = changes.map(|(k, s)| (k, std::string::String::from(s))).collect();
+                    assert_eq!(got, all[start_model as usize..], "cap {cap}, from {from}");
+                }
+            }
+        }
+    }
 }

@@ -110,4 +110,27 @@ mod tests {
         assert_eq!(r.take_due(2).map(|r| r.outcome), Some(accepted(2)));
         assert!(!r.any_due());
     }
+
+    /// An answer is remembered under its own `msg_id` only, in its own slot: another
+    /// `msg_id` of the same slot is not known until it is recorded, and then replaces it.
+    #[test]
+    fn knows_and_resends_by_msg_id() {
+        let mut r = Receipts::default();
+        let refused = Outcome::Refused(RefuseReason::TOO_LONG);
+        assert!(!r.knows(5));
+        assert!(!r.resend(5), "nothing recorded yet");
+        assert!(!r.any_due());
+        r.record(5, refused);
+        assert!(r.knows(5));
+        assert!(!r.knows(21), "slot 5 holds 5, not 21");
+        assert!(!r.knows(4) && !r.knows(6));
+        assert_eq!(r.take_due(6).map(|r| r.msg_id), Some(5));
+        assert!(!r.any_due());
+        assert!(r.resend(5), "slot 5 is made due again");
+        assert!(r.any_due());
+        assert_eq!(r.take_due(6), Some(Receipt { msg_id: 5, outcome: refused }));
+        assert_eq!(r.take_due(6), None);
+        r.record(21, refused);
+        assert!(r.knows(21) && !r.knows(5), "21 took 5's place");
+    }
 }

@@ -279,3 +279,94 @@ pub(super) fn room_members<'t, 'a, A>(
 ) -> RoomMembers<'t, 'a, A> {
     RoomMembers { members, at: head }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    extern crate std;
+
+    fn name(s: &str) -> String<NAME_MAX> {
+        let mut n = String::new();
+        let _ = n.push_str(s);
+        n
+    }
+
+    /// `count` names that hash to one bucket of `rooms`.
+    fn colliding(rooms: &Rooms<'_>, count: usize) -> Vec<std::string::String> {
+        let mut by_bucket: Vec<Vec<std::string::String>> = std::vec![Vec::new(); rooms.capacity()];
+        for k in 0.. {
+            let n = std::format!("room{k}");
+            let b = rooms.bucket(&n);
+            by_bucket[b].push(n);
+            if by_bucket[b].len() == count {
+                return core::mem::take(&mut by_bucket[b]);
+            }
+        }
+        unreachable!()
+    }
+
+    /// Names are keyed into the buckets, not all into one: the table finds a room in O(1).
+    #[test]
+    fn names_spread_over_the_buckets() {
+        let mut slots = std::vec![RoomSlot::EMPTY; 16];
+        let mut rooms = Rooms::new(&mut slots, (1, 2));
+        for k in 0..16 {
+            assert!(rooms.create(name(&std::format!("room{k}")), 1, 0).is_some());
+        }
+        assert_eq!((rooms.len(), rooms.capacity()), (16, 16));
+        let heads = slots.iter().filter(|s| s.bucket != NIL).count();
+        assert!(heads >= 4, "16 names in {heads} buckets");
+    }
+
+    /// Rooms whose names share a bucket are each found, and stay found when any other of
+    /// them (the chain's head, middle or end) is freed and its slot reused.
+    #[test]
+    fn a_shared_bucket_survives_frees_anywhere_in_its_chain() {
+        let mut slots = std::vec![RoomSlot::EMPTY; 4];
+        let mut rooms = Rooms::new(&mut slots, (1, 2));
+        let names = colliding(&rooms, 4);
+        let find = |rooms: &Rooms<'_>, n: &str| rooms.by_name(n);
+        // The chain is d -> c -> b -> a (each new room goes in front).
+        let ids: Vec<u32> = names
+            .iter()
+            .map(|n| rooms.create(name(n), 7, 0).expect("a free slot"))
+            .collect();
+        assert_eq!(ids, [0, 1, 2, 3], "slots are taken in order");
+        for (n, &i) in names.iter().zip(&ids) {
+            assert_eq!(find(&rooms, n), Some(i));
+            assert_eq!(rooms.get(i).map(|r| r.name.as_str()), Some(n.as_str()));
+        }
+        assert_eq!(rooms.create(name("one more"), 7, 0), None, "full");
+        rooms.free(ids[1]); // the middle
+        assert_eq!(find(&rooms, &names[1]), None);
+        for k in [0, 2, 3] {
+            assert_eq!(find(&rooms, &names[k]), Some(ids[k]), "{k} after freeing the middle");
+        }
+        rooms.free(ids[3]); // the head
+        assert_eq!(find(&rooms, &names[3]), None);
+        for k in [0, 2] {
+            assert_eq!(find(&rooms, &names[k]), Some(ids[k]), "{k} after freeing the head");
+        }
+        rooms.free(ids[0]); // the end
+        assert_eq!(find(&rooms, &names[0]), None);
+        assert_eq!(find(&rooms, &names[2]), Some(ids[2]));
+        assert_eq!(rooms.len(), 1);
+        // The freed slots are reused, the last freed first, by rooms of any bucket.
+        let other = names.iter().map(std::string::String::as_str).collect::<Vec<_>>();
+        let again = rooms.create(name("elsewhere"), 8, 5).expect("a freed slot");
+        assert_eq!(again, ids[0]);
+        assert_eq!(rooms.create(name(other[1]), 9, 0), Some(ids[3]));
+        assert_eq!(find(&rooms, "elsewhere"), Some(again));
+        assert_eq!(find(&rooms, other[1]), Some(ids[3]));
+        assert_eq!(find(&rooms, other[2]), Some(ids[2]));
+        assert_eq!(find(&rooms, other[0]), None);
+        assert_eq!(find(&rooms, other[3]), None);
+        assert_eq!(rooms.len(), 3);
+        rooms.free(ids[2]);
+        rooms.free(ids[2]); // twice: nothing more happens
+        assert_eq!(rooms.len(), 2);
+        assert_eq!(find(&rooms, other[1]), Some(ids[3]));
+    }
+}
