@@ -170,7 +170,11 @@ mod tests {
     /// every capacity up to 5 and every reader position, over several turns of the ring.
     #[test]
     fn matches_a_list_of_every_change() {
-        let kinds = [PresenceKind::Joined, PresenceKind::Left, PresenceKind::TimedOut];
+        let kinds = [
+            PresenceKind::Joined,
+            PresenceKind::Left,
+            PresenceKind::TimedOut,
+        ];
         for cap in 1..=5 {
             let mut state = PresenceState::default();
             let mut entries = std::vec![PresenceEntry::EMPTY; cap];
@@ -190,7 +194,9 @@ mod tests {
                     let (start, changes) = log.since(from);
                     let start_model = from.clamp(first, n + 1);
                     assert_eq!(start, start_model, "cap {cap}, after {n}, from {from}");
-                    let got: Vec<_> = changes.map(|(k, s)| (k, std::string::String::from(s))).collect();
+                    let got: Vec<_> = changes
+                        .map(|(k, s)| (k, std::string::String::from(s)))
+                        .collect();
                     assert_eq!(got, all[start_model as usize..], "cap {cap}, from {from}");
                 }
             }

@@ -128,7 +128,13 @@ mod tests {
         assert!(!r.any_due());
         assert!(r.resend(5), "slot 5 is made due again");
         assert!(r.any_due());
-        assert_eq!(r.take_due(6), Some(Receipt { msg_id: 5, outcome: refused }));
+        assert_eq!(
+            r.take_due(6),
+            Some(Receipt {
+                msg_id: 5,
+                outcome: refused
+            })
+        );
         assert_eq!(r.take_due(6), None);
         r.record(21, refused);
         assert!(r.knows(21) && !r.knows(5), "21 took 5's place");

@@ -342,19 +342,30 @@ mod tests {
         rooms.free(ids[1]); // the middle
         assert_eq!(find(&rooms, &names[1]), None);
         for k in [0, 2, 3] {
-            assert_eq!(find(&rooms, &names[k]), Some(ids[k]), "{k} after freeing the middle");
+            assert_eq!(
+                find(&rooms, &names[k]),
+                Some(ids[k]),
+                "{k} after freeing the middle"
+            );
         }
         rooms.free(ids[3]); // the head
         assert_eq!(find(&rooms, &names[3]), None);
         for k in [0, 2] {
-            assert_eq!(find(&rooms, &names[k]), Some(ids[k]), "{k} after freeing the head");
+            assert_eq!(
+                find(&rooms, &names[k]),
+                Some(ids[k]),
+                "{k} after freeing the head"
+            );
         }
         rooms.free(ids[0]); // the end
         assert_eq!(find(&rooms, &names[0]), None);
         assert_eq!(find(&rooms, &names[2]), Some(ids[2]));
         assert_eq!(rooms.len(), 1);
         // The freed slots are reused, the last freed first, by rooms of any bucket.
-        let other = names.iter().map(std::string::String::as_str).collect::<Vec<_>>();
+        let other = names
+            .iter()
+            .map(std::string::String::as_str)
+            .collect::<Vec<_>>();
         let again = rooms.create(name("elsewhere"), 8, 5).expect("a freed slot");
         assert_eq!(again, ids[0]);
         assert_eq!(rooms.create(name(other[1]), 9, 0), Some(ids[3]));
