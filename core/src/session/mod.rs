@@ -13,7 +13,7 @@
 //! 3. call `poll_event()` until it returns `None`, acting on each event;
 //! 4. sleep until `poll_timeout()` or the next datagram, then start again.
 //!
-//! Every datagram is one Fernet token whose plaintext is a [`wire`](crate::wire) frame.
+//! Every datagram is one Fernet token whose plaintext is a [`wire`] frame.
 
 mod client;
 mod json;

@@ -226,11 +226,11 @@ pub(super) struct Cluster<'a, A> {
 }
 
 impl<'a, A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'a, A, R, K> {
-    /// Makes this relay serve its rooms together with other servers, in `storage` (see
-    /// the [module docs](self) for what changes). Fails with [`StorageError::Empty`]
-    /// without proposal slots, [`StorageError::ProposalBytes`] if the proposals' bytes do
-    /// not give each slot a largest datagram, [`StorageError::RemoteRooms`] if there are
-    /// fewer remote-room slots than room slots.
+    /// Makes this relay serve its rooms together with other servers, in `storage` (the
+    /// module docs of `core/src/session/relay/sequencer.rs` say what changes). Fails
+    /// with [`StorageError::Empty`] without proposal slots, [`StorageError::ProposalBytes`]
+    /// if the proposals' bytes do not give each slot a largest datagram,
+    /// [`StorageError::RemoteRooms`] if there are fewer remote-room slots than room slots.
     pub fn with_external_ordering(
         mut self,
         storage: ClusterStorage<'a>,
