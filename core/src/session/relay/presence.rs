@@ -166,6 +166,34 @@ mod tests {
         assert_eq!((from, changes.count()), (2, 0));
     }
 
+    /// A large log that has turned over many times (a busy room over a long run) still
+    /// keeps exactly the newest changes: its positions stay within the ring however many
+    /// changes went through it.
+    #[test]
+    fn a_large_log_turns_over_many_times() {
+        const CAP: usize = 1 << 16;
+        let mut state = PresenceState::default();
+        let mut entries = std::vec![PresenceEntry::EMPTY; CAP];
+        let mut log = PresenceLog {
+            state: &mut state,
+            entries: &mut entries,
+        };
+        let turns = 3;
+        let total = (CAP * turns + 5) as u32;
+        let nick = |n: u32| std::format!("m{}", n % 1000);
+        for n in 0..total {
+            log.push(PresenceKind::Joined, &nick(n));
+        }
+        assert_eq!(log.state.first(), total - CAP as u32);
+        assert_eq!(log.state.next(), total);
+        let (from, changes) = log.since(total - 3);
+        assert_eq!(from, total - 3);
+        let got: Vec<_> = changes.map(|(_, s)| std::string::String::from(s)).collect();
+        assert_eq!(got, [nick(total - 3), nick(total - 2), nick(total - 1)]);
+        let (from, changes) = log.since(0);
+        assert_eq!((from, changes.count()), (total - CAP as u32, CAP));
+    }
+
     /// The log against a plain model (every change in a list, the newest `cap` kept), for
     /// every capacity up to 5 and every reader position, over several turns of the ring.
     #[test]
