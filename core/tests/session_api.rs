@@ -348,3 +348,124 @@ fn a_room_timer_once_run_is_not_asked_for_again_at_once() {
         );
     }
 }
+
+/// Every datagram the relay sends to `to` now, opened (what `flush_relay` sends, kept).
+fn relay_frames_to(sim: &mut Sim, to: Addr) -> Vec<Vec<u8>> {
+    let mut buf = [0u8; 1232];
+    let mut frames = Vec::new();
+    while let Some((addr, len)) = sim.relay.poll_transmit(sim.now, &mut buf) {
+        if addr == to {
+            let mut plain = vec![0u8; 2048];
+            let opened = key().decrypt(&buf[..len], None, &mut plain).expect("ours");
+            frames.push(opened.plaintext.to_vec());
+        }
+    }
+    frames
+}
+
+#[test]
+fn a_members_answers_go_out_back_to_back() {
+    // Two lines too long for the room arrive together: both refusals go out at once, one
+    // after the other, with no other datagram or timer between (the relay comes back to a
+    // member while it still owes it anything).
+    use chat_core::session::max_text_len;
+    use chat_core::wire::{Body, RefuseReason, Repr};
+    let mut sim = Sim::new(49, Faults::default());
+    let ann = sim.add_client("ann", "lobby");
+    sim.join_all(secs(5));
+    sim.run_for(secs(1));
+    let session = sim.client(ann).session();
+    let long = "x".repeat(max_text_len(RelayConfig::default().max_datagram) + 1);
+    let now = sim.now;
+    let unix = (UNIX_START_MS + now.millis()) / 1000;
+    for msg_id in [1, 2] {
+        let mut line = sealed_large(
+            session,
+            Body::Chat {
+                msg_id,
+                text: &long,
+            },
+            unix,
+        );
+        assert_eq!(
+            sim.relay.handle_datagram(now, Sim::addr(ann), &mut line),
+            Ok(())
+        );
+    }
+    let frames = relay_frames_to(&mut sim, Sim::addr(ann));
+    let bodies: Vec<_> = frames
+        .iter()
+        .map(|f| Repr::parse(f).expect("a frame").body)
+        .collect();
+    let refused = |msg_id| Body::Refused {
+        msg_id,
+        reason: RefuseReason::TOO_LONG,
+    };
+    assert_eq!(bodies, [refused(1), refused(2)]);
+}
+
+#[test]
+fn a_members_page_is_as_full_as_the_datagram_allows() {
+    // 60 members with the longest nicknames: the first page of Who's answer carries as
+    // many names as fit in one largest datagram, and not one more.
+    use chat_core::wire::{Body, HEADER_LEN, NAME_MAX, Repr};
+    let mut sim = Sim::new(50, Faults::default());
+    let members: Vec<usize> = (0..60)
+        .map(|i| sim.add_client(&format!("{i:0>width$}", width = NAME_MAX), "lobby"))
+        .collect();
+    sim.join_all(secs(10));
+    sim.run_for(secs(2));
+    let ann = members[0];
+    let session = sim.client(ann).session();
+    let now = sim.now;
+    let unix = (UNIX_START_MS + now.millis()) / 1000;
+    let mut who = sealed(
+        session,
+        Body::Who {
+            counter: 1,
+            start: 0,
+        },
+        unix,
+    );
+    assert_eq!(
+        sim.relay.handle_datagram(now, Sim::addr(ann), &mut who),
+        Ok(())
+    );
+    let frames = relay_frames_to(&mut sim, Sim::addr(ann));
+    let pages: Vec<_> = frames
+        .iter()
+        .filter_map(|f| match Repr::parse(f).expect("a frame").body {
+            Body::Members {
+                total,
+                start,
+                nicks,
+            } => Some((total, start, nicks.len(), f.len())),
+            _ => None,
+        })
+        .collect();
+    let max = RelayConfig::default().max_datagram;
+    // The frame: header, total (u32), start (u32), count (u8), then each name behind
+    // its length byte.
+    let fits = |names: usize| fernet::token_len(HEADER_LEN + 9 + names * (1 + NAME_MAX)) <= max;
+    let most = (0..60).take_while(|&n| fits(n + 1)).count();
+    assert!(most < 60, "the test needs more members than one page holds");
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    let (total, start, count, len) = pages[0];
+    assert_eq!((total, start, count), (60, 0, most));
+    assert_eq!(len, HEADER_LEN + 9 + most * (1 + NAME_MAX));
+}
+
+/// A frame of session `session` sealed at `unix_secs`, for frames up to a largest datagram.
+fn sealed_large(session: u64, body: chat_core::wire::Body<'_>, unix_secs: u64) -> Vec<u8> {
+    let mut frame = [0u8; 2048];
+    let len = chat_core::wire::Repr { session, body }
+        .emit(&mut frame)
+        .expect("room");
+    let mut out = vec![0u8; 4096];
+    let len = key()
+        .encrypt_with_iv(&frame[..len], unix_secs, [6; 16], &mut out)
+        .expect("room")
+        .len();
+    out.truncate(len);
+    out
+}

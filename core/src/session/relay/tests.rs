@@ -8,8 +8,9 @@
 
 extern crate std;
 
+use super::delivery::Delivery;
 use super::gone::Gone;
-use super::receipts::Receipts;
+use super::receipts::{Outcome, Receipts};
 use super::*;
 use crate::fernet::Key;
 use crate::session::{Client, ClientConfig, ClientEvent};
@@ -383,5 +384,106 @@ fn departed_sessions_are_remembered_as_a_ring_whatever_the_chains() {
                 );
             }
         }
+    }
+}
+
+/// What the relay sends client `to` now, by frame kind, until it has nothing more (and
+/// nothing else happens in between: no datagram in, no timer).
+fn kinds_sent_to(wire: &mut Wire<'_>, to: u32) -> Vec<&'static str> {
+    let mut buf = [0u8; 1232];
+    let mut kinds = Vec::new();
+    while let Some((addr, len)) = wire.relay.poll_transmit(wire.now, &mut buf) {
+        if addr != to {
+            continue;
+        }
+        let mut plain = vec![0u8; len];
+        let opened = key().decrypt(&buf[..len], None, &mut plain).expect("ours");
+        kinds.push(match Repr::parse(opened.plaintext).expect("a frame").body {
+            Body::Receipt { .. } => "Receipt",
+            Body::Refused { .. } => "Refused",
+            Body::Busy { .. } => "Busy",
+            Body::Pong { .. } => "Pong",
+            Body::Members { .. } => "Members",
+            Body::Presence { .. } => "Presence",
+            Body::Missed { .. } => "Missed",
+            Body::Deliver { .. } => "Deliver",
+            _ => "other",
+        });
+    }
+    kinds
+}
+
+/// Something a member can be owed, planted in its state as the relay would have it.
+type Plant = fn(&mut super::members::Member<u32>, u64);
+
+#[test]
+fn everything_a_member_is_owed_goes_out_back_to_back() {
+    // A member owed an answer and one other thing gets both in one go: after the answer
+    // the relay comes back to it, whatever the other thing is (PROTOCOL.md: nothing waits
+    // for another datagram or a timer once it is due). `first_seq` is the oldest message
+    // the room still keeps.
+    let plants: [(&str, Plant); 6] = [
+        ("Busy", |m, _| {
+            m.busy = Some(super::members::Busy {
+                msg_id: 99,
+                retry_after_ms: 10,
+            });
+        }),
+        ("Pong", |m, _| m.pong_due = Some(7)),
+        ("Members", |m, _| m.who_due = Some(0)),
+        ("Presence", |m, _| m.presence_due = true),
+        ("Missed", |m, first_seq| {
+            // A Missed that went unacknowledged, due again.
+            m.delivery
+                .skip_to(first_seq, Instant::from_millis(0), Duration::from_secs(1));
+            m.delivery.missed_due = true;
+        }),
+        ("Missed", |m, first_seq| {
+            // Messages that left the history before it got them, sent as far as its
+            // window allowed, none acknowledged.
+            m.delivery = Delivery::new(first_seq - 2, 4, 64);
+            let (now, rto) = (Instant::from_millis(0), Duration::from_secs(1));
+            while m.delivery.next(first_seq + 16, now, rto).is_some() {}
+        }),
+    ];
+    for (kind, plant) in plants {
+        let mut storage = Storage::new();
+        let mut wire = Wire::new(storage.relay(Instant::from_millis(0)));
+        let ann = wire.add("ann");
+        for k in 0..20 {
+            wire.clients[ann].send(&std::format!("line {k}")).unwrap();
+            assert!(
+                wire.run_until(Duration::from_secs(1), |w| w.delivered(ann).len() > k
+                    && w.shown(ann).len() > k)
+            );
+        }
+        wire.run_until(Duration::from_secs(1), |_| false);
+        let r = wire.relay.rooms.by_name("lobby").expect("the room");
+        let first_seq = wire
+            .relay
+            .rooms
+            .get(r)
+            .expect("the room")
+            .history
+            .first_seq();
+        assert!(first_seq >= 2, "16 messages kept of 20");
+        let m = wire.relay.members.by_session(wire.clients[ann].session());
+        let member = wire
+            .relay
+            .members
+            .get_mut(m.expect("a member"))
+            .expect("a member");
+        member.receipts.record(
+            member.next_msg_id,
+            Outcome::Refused(crate::wire::RefuseReason::TOO_LONG),
+        );
+        member.next_msg_id = member.next_msg_id.wrapping_add(1);
+        plant(member, first_seq);
+        wire.relay.members.push_ready(m.expect("a member"));
+        assert_eq!(
+            kinds_sent_to(&mut wire, ann as u32),
+            ["Refused", kind],
+            "{kind}"
+        );
     }
 }
