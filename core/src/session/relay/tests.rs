@@ -10,6 +10,7 @@ extern crate std;
 
 use super::delivery::Delivery;
 use super::gone::Gone;
+use super::members::{Busy, Member};
 use super::receipts::{Outcome, Receipts};
 use super::*;
 use crate::fernet::Key;
@@ -414,7 +415,7 @@ fn kinds_sent_to(wire: &mut Wire<'_>, to: u32) -> Vec<&'static str> {
 }
 
 /// Something a member can be owed, planted in its state as the relay would have it.
-type Plant = fn(&mut super::members::Member<u32>, u64);
+type Plant = fn(&mut Member<u32>, u64);
 
 #[test]
 fn everything_a_member_is_owed_goes_out_back_to_back() {
@@ -424,7 +425,7 @@ fn everything_a_member_is_owed_goes_out_back_to_back() {
     // the room still keeps.
     let plants: [(&str, Plant); 6] = [
         ("Busy", |m, _| {
-            m.busy = Some(super::members::Busy {
+            m.busy = Some(Busy {
                 msg_id: 99,
                 retry_after_ms: 10,
             });
