@@ -4,7 +4,7 @@
 //! relay's protocol version 2: `Delivered.seq` becomes `u64`, presence events, paged
 //! member lists), this file is the one to follow it.
 
-use super::parse_payload;
+use super::receive::parse_payload;
 use crate::chat::client::{OUTBOX, new_client};
 use crate::keys::Ring;
 use crate::net::Clock;

@@ -9,7 +9,7 @@
 //! one) and gets its receipt; it is not relayed. So joins cost O(1), the least any relay
 //! can do, and `host-chat bench --mode plain --rooms R` spreads its clients this way.
 
-use super::{ByteWriter, MAX_DATAGRAM, RelayArgs};
+use super::{MAX_DATAGRAM, RelayArgs};
 use crate::net::{self, Endpoint, Machine, Step};
 use anyhow::Context as _;
 use chat_core::time::Instant;
@@ -197,6 +197,16 @@ impl Machine for PlainRelay {
     }
 
     fn socket_error(&mut self, _now: Instant, _error: &io::Error) {}
+}
+
+/// `write!` into a byte vector.
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 #[cfg(test)]
