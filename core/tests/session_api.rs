@@ -9,7 +9,7 @@ mod sim;
 use chat_core::fernet;
 use chat_core::fernet::KeyRing;
 use chat_core::session::{ClientConfig, ClientEvent, ClientState, Dropped, RelayConfig};
-use chat_core::time::{Duration, WallClock};
+use chat_core::time::{Duration, Instant, WallClock};
 use sim::*;
 
 fn secs(s: u64) -> Duration {
@@ -468,4 +468,102 @@ fn sealed_large(session: u64, body: chat_core::wire::Body<'_>, unix_secs: u64) -
         .len();
     out.truncate(len);
     out
+}
+
+/// A reader that joins `sim`'s relay at `at` (simulated time) as session `session`,
+/// resuming room `epoch` at `seq`: the Deliver of `seq` it gets, as (timestamp, token).
+fn deliver_on_resume(
+    sim: &mut Sim,
+    at: Instant,
+    session: u64,
+    epoch: u64,
+    seq: u64,
+) -> (u64, Vec<u8>) {
+    use chat_core::wire::{Body, Repr, Resume, VERSION};
+    let addr = 900 + session as Addr % 100;
+    let unix = (UNIX_START_MS + at.millis()) / 1000;
+    let join = Body::Join {
+        version: VERSION,
+        nick: "reader",
+        room: "lobby",
+        window: 8,
+        resume: Some(Resume {
+            epoch,
+            next_seq: seq,
+        }),
+    };
+    let mut join = sealed(session, join, unix);
+    assert_eq!(sim.relay.handle_datagram(at, addr, &mut join), Ok(()));
+    let mut buf = [0u8; 1232];
+    let mut found = None;
+    while let Some((to, len)) = sim.relay.poll_transmit(at, &mut buf) {
+        let mut plain = vec![0u8; 2048];
+        let opened = key().decrypt(&buf[..len], None, &mut plain).expect("ours");
+        if to == addr
+            && let Ok(Body::Deliver { seq: s, .. }) = Repr::parse(opened.plaintext).map(|r| r.body)
+            && s == seq
+        {
+            found = Some((opened.timestamp, buf[..len].to_vec()));
+        }
+    }
+    found.expect("the message, delivered")
+}
+
+#[test]
+fn a_message_older_than_half_the_ttl_is_sealed_again_before_it_goes() {
+    // PROTOCOL.md "Room messages": the relay keeps each room message as the token it
+    // sealed, and seals it again, with the time of sending, when it has been kept for
+    // half the TTL or longer (whole seconds), so that it is still fresh when it arrives.
+    // The resealed token then replaces the kept one. Here the TTL is 4 s: a message kept
+    // 1 s goes as it was sealed, one kept 2 s is sealed again.
+    let config = RelayConfig {
+        ttl: secs(4),
+        ..RelayConfig::default()
+    };
+    let mut sim = Sim::with(51, Faults::default(), config, SMALL);
+    let ann = sim.add_client("ann", "lobby");
+    sim.join_all(secs(2));
+    // Just after a whole second of Unix time, so that the line is sealed in that second.
+    let into_second = (UNIX_START_MS + sim.now.millis()) % 1000;
+    sim.run_for(Duration::from_millis(1000 - into_second + 50));
+    sim.say(ann, "hello");
+    sim.run_for(Duration::from_millis(100));
+    let (seq, _) = *sim.delivered(ann).get(&1).expect("hello taken");
+    let epoch = sim.client(ann).room_epoch();
+    let now = sim.now;
+    let (sealed_at, kept) = deliver_on_resume(&mut sim, now, 1, epoch, seq);
+    assert_eq!(
+        sealed_at,
+        (UNIX_START_MS + now.millis()) / 1000,
+        "sealed this second"
+    );
+    let second = |s: u64| Instant::from_millis(s * 1000 - UNIX_START_MS);
+    // Kept 1 s (1.5 s): the kept token itself.
+    let (stamp, token) = deliver_on_resume(
+        &mut sim,
+        second(sealed_at + 1) + Duration::from_millis(500),
+        2,
+        epoch,
+        seq,
+    );
+    assert_eq!((stamp, &token), (sealed_at, &kept));
+    // Kept 2 s: sealed again, now.
+    let (stamp, resealed) = deliver_on_resume(
+        &mut sim,
+        second(sealed_at + 2) + Duration::from_millis(100),
+        3,
+        epoch,
+        seq,
+    );
+    assert_eq!(stamp, sealed_at + 2);
+    assert_ne!(resealed, kept);
+    // Half a second later, in the same second: the resealed token, kept.
+    let (stamp, token) = deliver_on_resume(
+        &mut sim,
+        second(sealed_at + 2) + Duration::from_millis(600),
+        4,
+        epoch,
+        seq,
+    );
+    assert_eq!((stamp, &token), (sealed_at + 2, &resealed));
 }
