@@ -51,8 +51,12 @@ impl Storage {
     }
 
     pub(super) fn relay(&mut self, now: Instant) -> Relay<'_, u32, StdRng, 0> {
+        self.relay_with(now, RelayConfig::default())
+    }
+
+    fn relay_with(&mut self, now: Instant, config: RelayConfig) -> Relay<'_, u32, StdRng, 0> {
         Relay::new(
-            RelayConfig::default(),
+            config,
             KeyRing::new(key()),
             StdRng::seed_from_u64(1),
             WallClock::synced(now, UNIX_START_MS + now.millis()),
@@ -78,6 +82,8 @@ struct Wire<'a> {
     sent: Vec<Vec<Vec<u8>>>,
     /// A paused client does nothing, and what is sent to it is lost (a machine asleep).
     paused: Vec<bool>,
+    /// Every datagram the relay sent, paused clients' too: (when, to whom, frame kind).
+    log: Vec<(Instant, u32, &'static str)>,
     now: Instant,
 }
 
@@ -89,6 +95,7 @@ impl<'a> Wire<'a> {
             events: Vec::new(),
             sent: Vec::new(),
             paused: Vec::new(),
+            log: Vec::new(),
             now: Instant::from_millis(0),
         }
     }
@@ -135,6 +142,7 @@ impl<'a> Wire<'a> {
     fn flush_relay(&mut self) {
         let mut buf = [0u8; 1232];
         while let Some((to, len)) = self.relay.poll_transmit(self.now, &mut buf) {
+            self.log.push((self.now, to, kind_of(&buf[..len])));
             if let Some(client) = self.clients.get_mut(to as usize)
                 && !self.paused[to as usize]
             {
@@ -397,21 +405,27 @@ fn kinds_sent_to(wire: &mut Wire<'_>, to: u32) -> Vec<&'static str> {
         if addr != to {
             continue;
         }
-        let mut plain = vec![0u8; len];
-        let opened = key().decrypt(&buf[..len], None, &mut plain).expect("ours");
-        kinds.push(match Repr::parse(opened.plaintext).expect("a frame").body {
-            Body::Receipt { .. } => "Receipt",
-            Body::Refused { .. } => "Refused",
-            Body::Busy { .. } => "Busy",
-            Body::Pong { .. } => "Pong",
-            Body::Members { .. } => "Members",
-            Body::Presence { .. } => "Presence",
-            Body::Missed { .. } => "Missed",
-            Body::Deliver { .. } => "Deliver",
-            _ => "other",
-        });
+        kinds.push(kind_of(&buf[..len]));
     }
     kinds
+}
+
+/// The kind of frame in a token the relay sent.
+fn kind_of(token: &[u8]) -> &'static str {
+    let mut plain = vec![0u8; token.len()];
+    let opened = key().decrypt(token, None, &mut plain).expect("ours");
+    match Repr::parse(opened.plaintext).expect("a frame").body {
+        Body::Welcome { .. } => "Welcome",
+        Body::Receipt { .. } => "Receipt",
+        Body::Refused { .. } => "Refused",
+        Body::Busy { .. } => "Busy",
+        Body::Pong { .. } => "Pong",
+        Body::Members { .. } => "Members",
+        Body::Presence { .. } => "Presence",
+        Body::Missed { .. } => "Missed",
+        Body::Deliver { .. } => "Deliver",
+        _ => "other",
+    }
 }
 
 /// Something a member can be owed, planted in its state as the relay would have it.
@@ -486,5 +500,89 @@ fn everything_a_member_is_owed_goes_out_back_to_back() {
             ["Refused", kind],
             "{kind}"
         );
+    }
+}
+
+/// A relay whose presence interval (40 ms) is shorter than any retransmission timeout
+/// (200 ms at least), with ann and bob joined and settled.
+fn presence_wire(storage: &mut Storage) -> Wire<'_> {
+    let config = RelayConfig {
+        presence_interval: Duration::from_millis(40),
+        ..RelayConfig::default()
+    };
+    let mut wire = Wire::new(storage.relay_with(Instant::from_millis(0), config));
+    wire.add("ann");
+    wire.add("bob");
+    assert!(wire.run_until(Duration::from_secs(2), |w| {
+        w.clients.iter().all(|c| c.state() == ClientState::Joined)
+    }));
+    wire.run_until(Duration::from_secs(1), |_| false);
+    wire
+}
+
+/// When client `to` was sent Presence frames, from `since` on.
+fn presence_sent(wire: &Wire<'_>, to: u32, since: Instant) -> Vec<Instant> {
+    wire.log
+        .iter()
+        .filter(|&&(at, addr, kind)| at >= since && addr == to && kind == "Presence")
+        .map(|&(at, _, _)| at)
+        .collect()
+}
+
+#[test]
+fn a_member_that_acknowledged_its_presence_changes_gets_the_next_at_the_next_tick() {
+    // PROTOCOL.md "Presence": new changes go to a member that has acknowledged what it
+    // was sent at the room's next tick; only unacknowledged ones wait for its
+    // retransmission timeout.
+    let mut storage = Storage::new();
+    let mut wire = presence_wire(&mut storage);
+    let ann = 0;
+    let joined_at = wire.now;
+    wire.add("carol");
+    let r = wire.relay.rooms.by_name("lobby").expect("the room");
+    assert!(wire.run_until(Duration::from_secs(1), |w| {
+        let next = w.relay.rooms.get(r).map(|room| room.presence.next());
+        w.relay.room_members("lobby").count() == 3
+            && w.relay.members.get(0).map(|m| Some(m.presence_acked)) == Some(next)
+    }));
+    assert_eq!(
+        presence_sent(&wire, ann, joined_at).len(),
+        1,
+        "carol's join"
+    );
+    // Right after ann acknowledged carol's join, well within its timeout.
+    let joined_at = wire.now;
+    wire.add("dave");
+    assert!(wire.run_until(Duration::from_millis(100), |w| {
+        !presence_sent(w, ann, joined_at).is_empty()
+    }));
+    let sent = presence_sent(&wire, ann, joined_at);
+    assert!(
+        sent[0] - joined_at <= Duration::from_millis(30),
+        "dave's join went to ann {} ms after",
+        (sent[0] - joined_at).millis()
+    );
+}
+
+#[test]
+fn presence_changes_a_member_does_not_acknowledge_go_again_after_its_timeout_only() {
+    // The room ticks every 40 ms while a member lacks changes, but a frame it has not
+    // acknowledged is sent again only after its retransmission timeout (200 ms at
+    // least): about 5 times a second, not 25.
+    let mut storage = Storage::new();
+    let mut wire = presence_wire(&mut storage);
+    let ann = 0;
+    wire.paused[ann as usize] = true;
+    let since = wire.now;
+    wire.add("carol");
+    wire.run_until(Duration::from_secs(1), |_| false);
+    let sent = presence_sent(&wire, ann, since);
+    assert!(
+        (3..=6).contains(&sent.len()),
+        "{} frames: {sent:?}",
+        sent.len()
+    );
+    for pair in sent.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(200), "{sent:?}");
     }
 }
