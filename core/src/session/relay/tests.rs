@@ -586,3 +586,59 @@ fn presence_changes_a_member_does_not_acknowledge_go_again_after_its_timeout_onl
         assert!(pair[1] - pair[0] >= Duration::from_millis(200), "{sent:?}");
     }
 }
+
+#[test]
+fn a_member_cut_for_stalling_is_counted_on_again_only_once_caught_up() {
+    // PROTOCOL.md "Flow control": a member that holds its room's history past the stall
+    // limit is cut (the room goes on without it) and counted on again only when it has
+    // acknowledged every message the room had when it acknowledged.
+    let config = RelayConfig {
+        stall_limit: Duration::from_millis(500),
+        ..RelayConfig::default()
+    };
+    let mut storage = Storage::new();
+    let mut wire = Wire::new(storage.relay_with(Instant::from_millis(0), config));
+    let (ann, bob) = (wire.add("ann"), wire.add("bob"));
+    assert!(wire.run_until(Duration::from_secs(2), |w| {
+        w.clients.iter().all(|c| c.state() == ClientState::Joined)
+    }));
+    let m = wire
+        .relay
+        .members
+        .by_session(wire.clients[bob].session())
+        .expect("bob");
+    wire.paused[bob] = true;
+    for k in 0..24 {
+        wire.clients[ann].send(&std::format!("line {k}")).unwrap();
+        assert!(wire.run_until(Duration::from_secs(2), |w| w.delivered(ann).len() > k));
+    }
+    assert!(wire.relay.members.get(m).expect("bob").cut, "stalled, cut");
+    // Bob wakes up: until it has caught up, the room still goes on without it.
+    wire.paused[bob] = false;
+    let r = wire.relay.rooms.by_name("lobby").expect("the room");
+    let mut seen = Vec::new();
+    for _ in 0..400 {
+        wire.step();
+        let member = wire.relay.members.get(m).expect("bob");
+        let room_next = wire.relay.rooms.get(r).expect("room").history.next_seq();
+        seen.push((member.delivery.acked(), room_next, member.cut));
+        if !member.cut {
+            break;
+        }
+    }
+    let (acked, room_next, cut) = *seen.last().expect("steps");
+    assert!(
+        !cut && acked == room_next,
+        "caught up, counted on: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|&(acked, room_next, cut)| cut && acked > 0 && acked < room_next),
+        "acknowledged part of it first, still cut: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|&(acked, room_next, cut)| cut || acked >= room_next),
+        "{seen:?}"
+    );
+}
