@@ -66,6 +66,11 @@ fn a_legacy_peer_is_answered_and_told_the_room_in_plain_text() {
     assert_eq!(say_legacy(&mut sim, OLD, "anyone?", 1), Ok(()));
     sim.run_for(ms(100));
     assert_eq!(heard(&sim, OLD), ["server: received as #0 for 1 member"]);
+    assert_eq!(
+        sim.relay.stats().delivered,
+        0,
+        "its own line is no delivery to it"
+    );
     let ann = sim.add_client("ann", "lobby");
     let bob = sim.add_client("bob", "lobby");
     sim.join_all(secs(5));

@@ -179,15 +179,14 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         let member = self.members.get(m)?;
         let (r, session) = (member.room, member.session);
         let mut seq = member.delivery.sent_upto();
-        while seq < next_seq {
-            let own = self
-                .history_of(r)
-                .and_then(|h| h.get(seq).map(|(stored, _)| stored.origin == session))
-                .unwrap_or(false);
-            if !own {
-                break;
+        if let Some(history) = self.history_of(r) {
+            // The history holds nothing at or past `next_seq`.
+            while history
+                .get(seq)
+                .is_some_and(|(stored, _)| stored.origin == session)
+            {
+                seq = seq.saturating_add(1);
             }
-            seq = seq.saturating_add(1);
         }
         let member = self.members.get_mut(m)?;
         member
@@ -350,7 +349,11 @@ impl<A: Copy + Eq + Hash, R: CryptoRng, const K: usize> Relay<'_, A, R, K> {
         let body = match body {
             // Shortened to fit (at a character boundary), or sent without text.
             Body::Notice { code, text } => {
-                let room = plaintext_room.checked_sub(crate::wire::HEADER_LEN + 3)?;
+                let empty = Repr {
+                    session: reply.session,
+                    body: notice(code, ""),
+                };
+                let room = plaintext_room.checked_sub(empty.buffer_len())?;
                 // The version notice has short forms that still say it; other texts are
                 // cut at a character boundary.
                 let text = match code {
