@@ -603,3 +603,46 @@ fn an_unanswered_goodbye_closes_the_session_after_the_leave_timeout_exactly() {
     ann.handle_timeout(Instant::from_millis(1_000));
     assert_eq!(ann.state(), ClientState::Closed);
 }
+
+#[test]
+fn an_information_notice_is_shown_while_there_is_room_for_it() {
+    // PROTOCOL.md "Codes": plain information (code 0, or a code this client does not
+    // know) is shown as a Notice event; when the event queue has no room left for data,
+    // it is dropped as overloaded (counted by the driver like every dropped datagram).
+    use chat_core::wire::NoticeCode;
+    let now = Instant::from_millis(0);
+    let mut ann = welcomed(now);
+    for (k, code) in [NoticeCode::INFO, NoticeCode(9)].into_iter().enumerate() {
+        let text = format!("maintenance at {k}");
+        let mut notice = from_server(&ann, Body::Notice { code, text: &text }, now);
+        assert_eq!(ann.handle_datagram(now, &mut notice), Ok(()));
+        assert_eq!(
+            events(&mut ann),
+            [ClientEvent::Notice {
+                text: text.as_str().try_into().unwrap()
+            }]
+        );
+    }
+    // Fill the queue's places for data, then one more notice.
+    let mut k = 0;
+    loop {
+        let text = format!("filler {k}");
+        let mut notice = from_server(
+            &ann,
+            Body::Notice {
+                code: NoticeCode::INFO,
+                text: &text,
+            },
+            now,
+        );
+        match ann.handle_datagram(now, &mut notice) {
+            Ok(()) => k += 1,
+            Err(dropped) => {
+                assert_eq!(dropped, chat_core::session::Dropped::Overloaded);
+                break;
+            }
+        }
+        assert!(k < 64, "the queue never filled");
+    }
+    assert_eq!(events(&mut ann).len(), k, "every notice taken was shown");
+}
