@@ -240,21 +240,6 @@ fn a_relay_whose_clock_a_driver_moves_ahead_takes_its_clients_tokens_as_old() {
     assert_eq!(sim.state(ann), ClientState::Joining);
 }
 
-/// A frame of session `session` sealed at `unix_secs`.
-fn sealed(session: u64, body: chat_core::wire::Body<'_>, unix_secs: u64) -> Vec<u8> {
-    let mut frame = [0u8; 256];
-    let len = chat_core::wire::Repr { session, body }
-        .emit(&mut frame)
-        .expect("room");
-    let mut out = vec![0u8; 512];
-    let len = key()
-        .encrypt_with_iv(&frame[..len], unix_secs, [5; 16], &mut out)
-        .expect("room")
-        .len();
-    out.truncate(len);
-    out
-}
-
 #[test]
 fn a_datagram_longer_than_the_largest_is_not_opened_by_the_relay() {
     let mut sim = Sim::new(45, Faults::default());
@@ -379,7 +364,7 @@ fn a_members_answers_go_out_back_to_back() {
     let now = sim.now;
     let unix = (UNIX_START_MS + now.millis()) / 1000;
     for msg_id in [1, 2] {
-        let mut line = sealed_large(
+        let mut line = sealed(
             session,
             Body::Chat {
                 msg_id,
@@ -453,21 +438,6 @@ fn a_members_page_is_as_full_as_the_datagram_allows() {
     let (total, start, count, len) = pages[0];
     assert_eq!((total, start, count), (60, 0, most));
     assert_eq!(len, HEADER_LEN + 9 + most * (1 + NAME_MAX));
-}
-
-/// A frame of session `session` sealed at `unix_secs`, for frames up to a largest datagram.
-fn sealed_large(session: u64, body: chat_core::wire::Body<'_>, unix_secs: u64) -> Vec<u8> {
-    let mut frame = [0u8; 2048];
-    let len = chat_core::wire::Repr { session, body }
-        .emit(&mut frame)
-        .expect("room");
-    let mut out = vec![0u8; 4096];
-    let len = key()
-        .encrypt_with_iv(&frame[..len], unix_secs, [6; 16], &mut out)
-        .expect("room")
-        .len();
-    out.truncate(len);
-    out
 }
 
 /// A reader that joins `sim`'s relay at `at` (simulated time) as session `session`,

@@ -500,16 +500,7 @@ fn a_departed_sessions_datagrams_replayed_get_no_answer_at_all() {
 
 /// Seals `body` from `session` with our key, at the server's time.
 fn token(sim: &Sim, session: u64, body: Body<'_>) -> Vec<u8> {
-    let mut frame = [0u8; 256];
-    let len = Repr { session, body }.emit(&mut frame).unwrap();
-    let mut out = vec![0u8; 512];
-    let unix = (UNIX_START_MS + sim.now.millis()) / 1000;
-    let len = key()
-        .encrypt_with_iv(&frame[..len], unix, [3; 16], &mut out)
-        .unwrap()
-        .len();
-    out.truncate(len);
-    out
+    sealed(session, body, (UNIX_START_MS + sim.now.millis()) / 1000)
 }
 
 #[test]

@@ -33,6 +33,22 @@ pub fn key() -> Key {
     Key::from_bytes(&[7; 32])
 }
 
+/// Frame `body` of session `session`, sealed with [`key`] at `unix_secs` (any frame up to
+/// a largest datagram).
+pub fn sealed(session: u64, body: chat_core::wire::Body<'_>, unix_secs: u64) -> Vec<u8> {
+    let mut frame = [0u8; 2048];
+    let len = chat_core::wire::Repr { session, body }
+        .emit(&mut frame)
+        .expect("room");
+    let mut out = vec![0u8; 4096];
+    let len = key()
+        .encrypt_with_iv(&frame[..len], unix_secs, [5; 16], &mut out)
+        .expect("room")
+        .len();
+    out.truncate(len);
+    out
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Faults {
     pub loss: f64,
