@@ -262,6 +262,8 @@ pub struct ServerArgs {
     /// The address and port to listen on (IPv4 or IPv6, or a host name such as localhost,
     /// e.g. 0.0.0.0:12345, [::]:12345, localhost:4000, 127.0.0.1:0 for any free port); a
     /// bare port number means all IPv4 interfaces.
+    // This text is the --help text: "[::]" is an address there, not a rustdoc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:12345")]
     pub bind: String,
 

@@ -10,7 +10,7 @@
 //! - [`cluster`]: `server --cluster`, rooms across servers through NATS JetStream;
 //! - [`net`]: the mio event loop that drives chat_core's state machines;
 //! - [`mmsg`]: datagrams in batches (`recvmmsg`/`sendmmsg`);
-//! - [`bench`]: the load generator (`bench`) and its plain baseline relay;
+//! - [`bench`](mod@bench): the load generator (`bench`) and its plain baseline relay;
 //! - [`ui`]: the terminal UI of `client --tui` and `demo --tui` (ratatui);
 //! - [`error`]: failures and their exit status.
 

@@ -1,5 +1,5 @@
 //! `host-chat bench`: a load generator, like redis-benchmark, and the plain relay it is
-//! compared with (`host-chat bench-relay --plain`, hidden; [`plain`]).
+//! compared with (`host-chat bench-relay --plain`, hidden; `plain`).
 //!
 //! N clients (up to 10,000) run in one thread: one mio loop owning N UDP sockets, one per
 //! client (so the server sees N addresses), each connected to the server; the open-files

@@ -101,7 +101,7 @@ pub struct ClusterStore {
 }
 
 impl ClusterStore {
-    /// Room for [`PROPOSALS`] proposals of `max_datagram` bytes, and for as many members
+    /// Room for `PROPOSALS` proposals of `max_datagram` bytes, and for as many members
     /// on other servers as `limits` has members.
     pub fn new(limits: &RelayLimits, max_datagram: usize) -> Self {
         Self {
