@@ -646,3 +646,41 @@ fn an_information_notice_is_shown_while_there_is_room_for_it() {
     }
     assert_eq!(events(&mut ann).len(), k, "every notice taken was shown");
 }
+
+#[test]
+fn presence_is_taken_while_joined_or_leaving_only() {
+    // A Presence frame is about the room the client is in: taken while it is a member,
+    // leaving included (until the server's goodbye it is still in the room); before its
+    // Welcome it is not in the room yet, and the frame is dropped as unexpected.
+    use chat_core::session::Dropped;
+    use chat_core::wire::Changes;
+    let now = Instant::from_millis(0);
+    let mut scratch = [0u8; 64];
+    let changes = Changes::pack([(PresenceKind::Joined, "cat")].into_iter(), &mut scratch);
+    let presence = Body::Presence {
+        members: 4,
+        from: 5,
+        changes,
+    };
+    let mut bob: TestClient<16> = client("bob", 2);
+    let mut buf = [0u8; 1500];
+    assert!(bob.poll_transmit(now, &mut buf).is_some(), "the join");
+    assert_eq!(bob.state(), ClientState::Joining);
+    let mut early = from_server(&bob, presence, now);
+    assert_eq!(
+        bob.handle_datagram(now, &mut early),
+        Err(Dropped::Unexpected)
+    );
+    let mut ann = welcomed(now);
+    ann.leave(now);
+    assert_eq!(ann.state(), ClientState::Leaving);
+    events(&mut ann);
+    let mut late = from_server(&ann, presence, now);
+    assert_eq!(ann.handle_datagram(now, &mut late), Ok(()));
+    assert!(
+        events(&mut ann)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Presence { members: 4, .. })),
+        "shown while leaving"
+    );
+}
