@@ -334,18 +334,30 @@ fn a_room_timer_once_run_is_not_asked_for_again_at_once() {
     }
 }
 
-/// Every datagram the relay sends to `to` now, opened (what `flush_relay` sends, kept).
-fn relay_frames_to(sim: &mut Sim, to: Addr) -> Vec<Vec<u8>> {
+/// Every token the relay sends to `to` at `at`, as sent (what `flush_relay` sends, kept).
+fn relay_tokens_to(sim: &mut Sim, at: Instant, to: Addr) -> Vec<Vec<u8>> {
     let mut buf = [0u8; 1232];
-    let mut frames = Vec::new();
-    while let Some((addr, len)) = sim.relay.poll_transmit(sim.now, &mut buf) {
+    let mut tokens = Vec::new();
+    while let Some((addr, len)) = sim.relay.poll_transmit(at, &mut buf) {
         if addr == to {
-            let mut plain = vec![0u8; 2048];
-            let opened = key().decrypt(&buf[..len], None, &mut plain).expect("ours");
-            frames.push(opened.plaintext.to_vec());
+            tokens.push(buf[..len].to_vec());
         }
     }
-    frames
+    tokens
+}
+
+/// A token the relay sent, opened: its timestamp and plaintext.
+fn opened(token: &[u8]) -> (u64, Vec<u8>) {
+    let mut plain = vec![0u8; token.len()];
+    let opened = key().decrypt(token, None, &mut plain).expect("ours");
+    (opened.timestamp, opened.plaintext.to_vec())
+}
+
+/// Every frame the relay sends to `to` now, opened.
+fn relay_frames_to(sim: &mut Sim, to: Addr) -> Vec<Vec<u8>> {
+    let now = sim.now;
+    let tokens = relay_tokens_to(sim, now, to);
+    tokens.iter().map(|token| opened(token).1).collect()
 }
 
 #[test]
@@ -464,19 +476,16 @@ fn deliver_on_resume(
     };
     let mut join = sealed(session, join, unix);
     assert_eq!(sim.relay.handle_datagram(at, addr, &mut join), Ok(()));
-    let mut buf = [0u8; 1232];
-    let mut found = None;
-    while let Some((to, len)) = sim.relay.poll_transmit(at, &mut buf) {
-        let mut plain = vec![0u8; 2048];
-        let opened = key().decrypt(&buf[..len], None, &mut plain).expect("ours");
-        if to == addr
-            && let Ok(Body::Deliver { seq: s, .. }) = Repr::parse(opened.plaintext).map(|r| r.body)
-            && s == seq
-        {
-            found = Some((opened.timestamp, buf[..len].to_vec()));
-        }
-    }
-    found.expect("the message, delivered")
+    relay_tokens_to(sim, at, addr)
+        .into_iter()
+        .find_map(|token| {
+            let (stamp, plain) = opened(&token);
+            match Repr::parse(&plain).map(|r| r.body) {
+                Ok(Body::Deliver { seq: s, .. }) if s == seq => Some((stamp, token)),
+                _ => None,
+            }
+        })
+        .expect("the message, delivered")
 }
 
 #[test]

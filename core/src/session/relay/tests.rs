@@ -164,6 +164,13 @@ impl<'a> Wire<'a> {
         done(self)
     }
 
+    /// Runs until every client has joined (2 s at most, far more than it takes).
+    fn join_all(&mut self) {
+        assert!(self.run_until(Duration::from_secs(2), |w| {
+            w.clients.iter().all(|c| c.state() == ClientState::Joined)
+        }));
+    }
+
     /// Client `i`'s outcomes: id → seq, in the order they came.
     fn delivered(&self, i: usize) -> Vec<(u32, u64)> {
         self.events[i]
@@ -217,9 +224,7 @@ fn wire_with_numbering_at<'a>(storage: &'a mut Storage, next_msg_id: u32) -> Wir
         Receipts::default(),
     ));
     wire.add("bob");
-    assert!(wire.run_until(Duration::from_secs(2), |w| {
-        w.clients.iter().all(|c| c.state() == ClientState::Joined)
-    }));
+    wire.join_all();
     wire
 }
 
@@ -513,9 +518,7 @@ fn presence_wire(storage: &mut Storage) -> Wire<'_> {
     let mut wire = Wire::new(storage.relay_with(Instant::from_millis(0), config));
     wire.add("ann");
     wire.add("bob");
-    assert!(wire.run_until(Duration::from_secs(2), |w| {
-        w.clients.iter().all(|c| c.state() == ClientState::Joined)
-    }));
+    wire.join_all();
     wire.run_until(Duration::from_secs(1), |_| false);
     wire
 }
@@ -599,9 +602,7 @@ fn a_member_cut_for_stalling_is_counted_on_again_only_once_caught_up() {
     let mut storage = Storage::new();
     let mut wire = Wire::new(storage.relay_with(Instant::from_millis(0), config));
     let (ann, bob) = (wire.add("ann"), wire.add("bob"));
-    assert!(wire.run_until(Duration::from_secs(2), |w| {
-        w.clients.iter().all(|c| c.state() == ClientState::Joined)
-    }));
+    wire.join_all();
     let m = wire
         .relay
         .members
